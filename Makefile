@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh clone:
+#   make demo   venv + install, then SFT (QLoRA) on the embedded default, printing exact match before/after
+#   make test   venv + install, then the test suite (offline)
+#
+# torch goes in first, pinned, so pip takes the build that lies on this machine's disk (CPU) and a GPU
+# machine gets PyPI's default CUDA build of the same version; the package's own range accepts it as is.
+# Another build: make setup TORCH_SPEC="torch==2.13.0" PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON        ?= python3
+VENV          ?= .venv
+BIN           := $(VENV)/bin
+TORCH_SPEC    ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+EXTRAS        ?= all
+
+# No hub at run time: the embedded default is built locally. DeepSpeed's one-time op build is cached here.
+export HF_HUB_OFFLINE = 1
+export HF_DATASETS_OFFLINE = 1
+export TOKENIZERS_PARALLELISM = false
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+
+.PHONY: setup demo test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_qlora.py
+
+test: setup
+	$(BIN)/python -m pytest tests -q
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,69 @@
+"""`instructkit` command line: list the recipes and build or inspect the embedded default.
+
+    instructkit list                 # recipes x configs x launch configs, with the command for each
+    instructkit embedded [--json]    # build the embedded default if needed, print where it is and what it holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from instructkit.errors import user_errors
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def recipes_dir() -> Path:
+    """The recipes next to the source checkout (editable install), or in the current directory."""
+    for candidate in (REPO_ROOT / "recipes", Path.cwd() / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    from instructkit.errors import InstructkitError
+
+    raise InstructkitError("no recipes/ folder found next to the instructkit sources or in the current directory.",
+                           fix="run from a checkout of instructkit (pip install -e .).")
+
+
+def cmd_list(_args) -> None:
+    recipes = recipes_dir()
+    launch = sorted((recipes.parent / "accelerate_configs").glob("*.yaml"))
+    for script in sorted(recipes.glob("*.py")):
+        for config in sorted((recipes / "configs").glob(f"{script.stem}*.yaml")):
+            rel = lambda p: p.relative_to(recipes.parent)  # noqa: E731
+            print(f"{script.stem:<10} {rel(config)!s:<34} accelerate launch {rel(script)} --config {rel(config)}")
+    if launch:
+        print("\nlaunch configs (add --config_file <file> after 'accelerate launch'):")
+        for cfg in launch:
+            print(f"  {cfg.relative_to(recipes.parent)}")
+
+
+def cmd_embedded(args) -> None:
+    from instructkit.embedded import ensure_embedded
+
+    assets = ensure_embedded()
+    info = {"model_dir": str(assets.model_dir), "data_dir": str(assets.data_dir), **assets.info}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"model:   {info['model_dir']}  ({info['parameters']:,} parameters, pretraining loss {info['pretrain_loss']})")
+    print(f"data:    {info['data_dir']}  (train / test: unseen arguments / test_phrasings: unseen phrasings)")
+    print(f"built in {info['build_seconds']} s; weights sha256 {info['weights_sha256'][:16]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="instructkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="recipes x configs x launch configs").set_defaults(func=cmd_list)
+    emb = sub.add_parser("embedded", help="build (if needed) and describe the embedded default")
+    emb.add_argument("--json", action="store_true", help="print the build record as JSON")
+    emb.set_defaults(func=cmd_embedded)
+    args = parser.parse_args(argv)
+    with user_errors():
+        args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

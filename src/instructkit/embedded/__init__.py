@@ -1,0 +1,79 @@
+"""The embedded default: a tiny pretrained model, its tokenizer and an instruction data set, built locally.
+
+`model_name_or_path: embedded` and `dataset_name: embedded` in any recipe config resolve here. The first
+use builds everything from the seed (a few minutes on a 2-core CPU, mostly pretraining) and caches it;
+every later run, in any process, reuses the cache. Concurrent processes (e.g. `accelerate launch
+--num_processes 2`) wait on a file lock while one of them builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import EmbeddedSpec, build, cache_root
+
+EMBEDDED = "embedded"
+
+# Presets: "default" is what recipes use; "test" is a seconds-long build for the test suite (same code path,
+# far less pretraining), selected with INSTRUCTKIT_EMBEDDED=test.
+PRESETS = {
+    "default": EmbeddedSpec(),
+    "test": EmbeddedSpec(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, n_train=400, n_test=45, n_test_phrasings=18, pretrain_docs=64),
+}
+
+
+@dataclass(frozen=True)
+class EmbeddedAssets:
+    root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        """Pretrained base model with its tokenizer and ChatML chat template."""
+        return self.root / "base"
+
+    @property
+    def data_dir(self) -> Path:
+        """train.jsonl, test.jsonl (unseen arguments), test_phrasings.jsonl (unseen phrasings)."""
+        return self.root / "data"
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.root / "BUILD.json").read_text())
+
+
+def current_spec() -> EmbeddedSpec:
+    name = os.environ.get("INSTRUCTKIT_EMBEDDED", "default")
+    if name not in PRESETS:
+        from instructkit.errors import InstructkitError
+
+        raise InstructkitError(f"INSTRUCTKIT_EMBEDDED={name!r} is not a preset of the embedded default.",
+                               fix=f"use one of: {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def ensure_embedded(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
+    """Return the cached build of `spec` (default: `current_spec()`), building it first if needed."""
+    from filelock import FileLock
+
+    spec = spec or current_spec()
+    root = cache_root() / f"embedded-{spec.key()}"
+    assets = EmbeddedAssets(root)
+    if (root / "BUILD.json").exists():
+        return assets
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        if (root / "BUILD.json").exists():  # another process built it while we waited
+            return assets
+        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"[instructkit] building the embedded default into {root} (first use only; cached afterwards)",
+              file=sys.stderr, flush=True)
+        build(spec, tmp)
+        tmp.rename(root)  # atomic: a killed build never leaves a half-written cache behind
+    return assets

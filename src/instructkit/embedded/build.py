@@ -1,0 +1,158 @@
+"""Build the embedded default: tokenizer, pretrained tiny Llama, and the instruction data set.
+
+No hub is needed: the tokenizer is trained with `tokenizers` on the world's own text, the model is a
+small Llama pretrained on plain prose of the same world (so that SFT has a base to build on, as in
+real life), and the data set is generated. Everything follows from `EmbeddedSpec`, so the same spec
+gives byte-identical files; the result is cached under `cache_root()` keyed by the spec's hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import world as W
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+FORMAT_VERSION = 1  # bump when the builder's output changes for the same spec
+
+
+@dataclass(frozen=True)
+class EmbeddedSpec:
+    """Everything that determines the embedded default; its hash names the cache folder."""
+
+    seed: int = 0
+    vocab_size: int = 320
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 4
+    max_position_embeddings: int = 256
+    n_train: int = 20000
+    n_test: int = 360
+    n_test_phrasings: int = 180
+    pretrain_docs: int = 8000
+    facts_per_doc: int = 2
+    pretrain_epochs: float = 1.0
+    pretrain_lr: float = 3e-3
+    pretrain_batch_size: int = 16
+
+    def key(self) -> str:
+        blob = json.dumps({**dataclasses.asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    """`$INSTRUCTKIT_CACHE`, else `$XDG_CACHE_HOME/instructkit`, else `~/.cache/instructkit`."""
+    if os.environ.get("INSTRUCTKIT_CACHE"):
+        return Path(os.environ["INSTRUCTKIT_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "instructkit"
+
+
+def _frame_corpus() -> list[str]:
+    """Task phrasings and prose with the argument slots removed: what the tokenizer should merge."""
+    frames = []
+    for task in W.TASKS:
+        for text in task.train_phrasings + task.heldout_phrasings + task.prose:
+            frames.append(re.sub(r"\{\w+\}", "", text.replace("|", " ")))
+    frames.append(" ".join(W.POSITIVE + W.NEGATIVE + W.NEUTRAL + W.MEANINGS))
+    frames.append("system\n user\n assistant\n")
+    return frames * 50
+
+
+def build_tokenizer(spec: EmbeddedSpec):
+    """Byte-level BPE with single-digit tokens; bos, eos (end of turn) and pad are distinct tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token=None))
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(_frame_corpus(), trainers.BpeTrainer(
+        vocab_size=spec.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|bos|>", eos_token="<|im_end|>",
+                                  pad_token="<|pad|>", unk_token=None,
+                                  model_max_length=spec.max_position_embeddings)
+    tok.chat_template = (TEMPLATES_DIR / "chatml.jinja").read_text()
+    return tok
+
+
+def build_model(spec: EmbeddedSpec, tok):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False)
+    torch.manual_seed(spec.seed)
+    return LlamaForCausalLM(config)
+
+
+def pretrain(spec: EmbeddedSpec, model, tok, docs: list[str], work_dir: Path) -> dict:
+    """Causal-LM pretraining on the world's prose, through TRL's SFTTrainer on a `text` data set."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        output_dir=str(work_dir), num_train_epochs=spec.pretrain_epochs,
+        per_device_train_batch_size=spec.pretrain_batch_size, learning_rate=spec.pretrain_lr,
+        lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.01, max_length=spec.max_position_embeddings,
+        eos_token="<|endoftext|>", seed=spec.seed, data_seed=spec.seed, bf16=False, use_cpu=True,
+        activation_checkpointing=False, save_strategy="no", report_to="none", logging_steps=50,
+        dataloader_num_workers=0, disable_tqdm=True)
+    # A copy: TRL sets the tokenizer's eos to `eos_token`; the saved tokenizer keeps <|im_end|> (end of turn).
+    trainer = SFTTrainer(model=model, args=args, processing_class=copy.deepcopy(tok),
+                         train_dataset=Dataset.from_dict({"text": docs}))
+    result = trainer.train()
+    return {"pretrain_loss": round(result.training_loss, 4), "pretrain_steps": result.global_step}
+
+
+def build(spec: EmbeddedSpec, out_dir: Path) -> None:
+    """Write base/ (model + tokenizer) and data/*.jsonl into out_dir."""
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    world = W.World(spec.seed)
+    data_dir = out_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", spec.n_train), ("test", spec.n_test), ("test_phrasings", spec.n_test_phrasings)):
+        rows = W.instruction_rows(world, n, spec.seed, split)
+        with open(data_dir / f"{split}.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    tok = build_tokenizer(spec)
+    model = build_model(spec, tok)
+    docs = W.pretraining_documents(world, spec.pretrain_docs, spec.seed, spec.facts_per_doc)
+    stats = pretrain(spec, model, tok, docs, out_dir / "pretrain_run")
+    shutil.rmtree(out_dir / "pretrain_run", ignore_errors=True)
+
+    base = out_dir / "base"
+    for cfg in (model.config, model.generation_config):
+        cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    model.save_pretrained(base, safe_serialization=True)
+    tok.save_pretrained(base)
+    info = {"spec": dataclasses.asdict(spec), "key": spec.key(), "build_seconds": round(time.time() - t0, 1),
+            "parameters": sum(p.numel() for p in model.parameters()), **stats,
+            "weights_sha256": file_sha256(base / "model.safetensors"),
+            "tokenizer_sha256": file_sha256(base / "tokenizer.json")}
+    (out_dir / "BUILD.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

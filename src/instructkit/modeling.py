@@ -1,0 +1,136 @@
+"""Model and tokenizer loading: the right dtype for the machine, QLoRA/LoRA configs, clear path errors.
+
+Safe by default: safetensors only, `trust_remote_code` only when the config enables it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from instructkit.errors import InstructkitError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+def resolve_model_path(name: str | None, what: str = "model") -> str:
+    """`embedded` → the cached embedded base; an existing local folder → itself; else a hub name.
+
+    A name that looks like a local path but does not exist is an error here, before anything loads.
+    """
+    if name in (None, "", "embedded"):
+        from instructkit.embedded import ensure_embedded
+
+        return str(ensure_embedded().model_dir)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InstructkitError(f"{what} path {name} is a file, not a model folder.",
+                                   fix="point it at the folder holding config.json and the weights.")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise InstructkitError(f"{what} path {name} does not exist (relative paths start at {Path.cwd()}).",
+                               fix=f"pass model_name_or_path with an existing folder, a hub name, or 'embedded'.")
+    return name
+
+
+def _from_pretrained(loader, name: str, what: str, **kwargs):
+    try:
+        return loader(name, **kwargs)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise InstructkitError(f"could not load the {what} {name!r}: {first}",
+                               fix="check the name or path; without network access (HF_HUB_OFFLINE=1) only "
+                                   "local folders and already cached hub models load.") from None
+
+
+def chat_template_text(name_or_path: str) -> str:
+    """A bundled template by name (e.g. 'chatml') or a .jinja file path."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".jinja" or path.exists():
+        if not path.is_file():
+            raise InstructkitError(f"chat template file {name_or_path} does not exist.",
+                                   fix="pass a .jinja path or the name of a bundled template.")
+        return path.read_text()
+    bundled = TEMPLATES_DIR / f"{name_or_path}.jinja"
+    if not bundled.is_file():
+        names = ", ".join(sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja")))
+        raise InstructkitError(f"unknown chat template {name_or_path!r}.", fix=f"use one of: {names}, or a .jinja path.")
+    return bundled.read_text()
+
+
+def load_tokenizer(model_args, args, training_args):
+    """The tokenizer, with a chat template and a pad token distinct from eos (so the model learns to stop)."""
+    from transformers import AutoTokenizer
+
+    name = resolve_model_path(args.tokenizer_name_or_path or model_args.model_name_or_path, "tokenizer")
+    tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "tokenizer", revision=model_args.model_revision,
+                           trust_remote_code=training_args.trust_remote_code)
+    if args.chat_template:
+        tok.chat_template = chat_template_text(args.chat_template)
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        # A pad equal to eos gets masked out of the loss, and the model never learns to stop.
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+    return tok
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name in (None, "auto"):
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def load_model(model_args, training_args, tokenizer, quantization_config=None):
+    """A causal LM in the configured dtype (fp32 on CPU, bf16 where supported), optionally quantized."""
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
+
+    name = resolve_model_path(model_args.model_name_or_path)
+    kwargs = dict(revision=model_args.model_revision, dtype=torch_dtype(model_args.dtype), use_safetensors=True,
+                  trust_remote_code=training_args.trust_remote_code,
+                  attn_implementation=model_args.attn_implementation)
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        if torch.cuda.is_available():  # quantized weights are placed at load time, one GPU per process
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    # Generation stops at the template's end-of-turn token and pads with the real pad token.
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def qlora_config(model_args):
+    """4-bit NF4 with double quantization; compute dtype = the model dtype (fp32 on CPU, bf16 on GPUs)."""
+    from trl import get_quantization_config
+
+    model_args.load_in_4bit = True
+    model_args.dtype = str(torch_dtype(model_args.dtype)).removeprefix("torch.")
+    return get_quantization_config(model_args)
+
+
+def lora_config(model_args):
+    """LoRA from the `lora_*` keys; all linear layers unless `lora_target_modules` names others."""
+    from trl import get_peft_config
+
+    model_args.use_peft = True
+    if model_args.lora_target_modules in (None, [], ["all-linear"]):
+        model_args.lora_target_modules = "all-linear"
+    return get_peft_config(model_args)
+
+
+def adapters_to_compute_dtype(model, quantization_config) -> None:
+    """Keep trainable adapter weights in the 4-bit compute dtype.
+
+    TRL casts QLoRA adapters to bf16 (the QLoRA paper's choice for GPUs). On a CPU without native bf16 that
+    makes every step several times slower, so with an fp32 compute dtype the adapters stay fp32. A no-op
+    when the compute dtype is bf16. Call after the trainer is built, before training.
+    """
+    dtype = quantization_config.bnb_4bit_compute_dtype
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != dtype:
+            param.data = param.data.to(dtype)

@@ -1,0 +1,149 @@
+"""Data formats, row-level validation with file/row numbers, and the loss mask TRL builds from them."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from instructkit import data
+from instructkit.config import InstructkitArguments
+from instructkit.errors import InstructkitError
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def args_for(path, **kw):
+    return InstructkitArguments(dataset_name=str(path), **kw)
+
+
+ALPACA = [{"instruction": f"Reverse w{i}", "input": "", "output": f"{i}w"} for i in range(20)]
+
+
+def test_alpaca_jsonl_becomes_conversational_prompt_completion(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "1 and 2", "output": "3",
+                                              "system": "Be brief."}] + ALPACA)
+    ds, report = data.load_sft_data(args_for(path, test_split_size=5), seed=0)
+    assert report.format == "alpaca"
+    assert report.rows == {"train": 16, "test": 5}
+    first = [r for r in list(ds["train"]) + list(ds["test"]) if r["completion"][0]["content"] == "3"][0]
+    assert first["prompt"] == [{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "Add\n\n1 and 2"}]
+    assert first["completion"] == [{"role": "assistant", "content": "3"}]
+
+
+@pytest.mark.parametrize("suffix", ["json", "csv", "parquet"])
+def test_other_file_types_read_the_same_rows(tmp_path, suffix):
+    import pandas as pd
+
+    path = tmp_path / f"a.{suffix}"
+    frame = pd.DataFrame(ALPACA)
+    {"json": lambda: path.write_text(json.dumps(ALPACA)), "csv": lambda: frame.to_csv(path, index=False),
+     "parquet": lambda: frame.to_parquet(path)}[suffix]()
+    records = data.read_file(path)
+    assert [r.row for r in records] == list(range(1, 21))
+    rows = [data.convert_row(r.data, "alpaca") for r in records]
+    assert rows[7]["completion"][0]["content"] == "7w"
+
+
+def test_sharegpt_and_messages_formats(tmp_path):
+    share = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [
+        {"from": "system", "value": "S"}, {"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}] * 3)
+    recs = data.read_file(share)
+    assert data.detect_format(recs) == "sharegpt"
+    assert data.convert_row(recs[0].data, "sharegpt")["messages"] == [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    msgs = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    assert data.detect_format([data.Record("x", 1, msgs)]) == "messages"
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    ({"instruction": "x"}, "output", "missing"),
+    ({"instruction": "x", "output": "  "}, "output", "is empty"),
+    ({"instruction": 3, "output": "y"}, "instruction", "has type int, expected a string"),
+])
+def test_bad_alpaca_row_is_reported_with_its_row_number(tmp_path, row, field, problem):
+    rows = list(ALPACA)
+    rows.insert(6, row)  # the 7th row of the file
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(InstructkitError) as err:
+        data.load_sft_data(args_for(path), seed=0)
+    message = str(err.value)
+    assert f"{path} row 7: field '{field}' {problem}" in message
+    assert "on_bad_rows: skip" in message
+
+
+@pytest.mark.parametrize("messages, problem", [
+    ([{"role": "user", "content": "a"}], "has no assistant turn"),
+    ([{"role": "user", "content": "a"}, {"role": "assistent", "content": "b"}], "unknown role 'assistent'"),
+    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}],
+     "two 'user' turns in a row"),
+    ([{"role": "assistant", "content": "a"}], "does not start with a user turn"),
+])
+def test_bad_conversations_are_named(messages, problem):
+    with pytest.raises(data.RowProblem) as err:
+        data.convert_row({"messages": messages}, "messages")
+    assert problem in err.value.problem
+
+
+def test_skip_bad_rows_counts_them_by_reason(tmp_path):
+    rows = ALPACA + [{"instruction": "x"}, {"instruction": "y", "output": ""}, {"instruction": "z"}]
+    ds, report = data.load_sft_data(args_for(write_jsonl(tmp_path / "b.jsonl", rows), on_bad_rows="skip",
+                                             test_split_size=0), seed=0)
+    assert len(ds["train"]) == 20
+    assert report.skipped == {"output missing": 2, "output is empty": 1}
+    assert "skipped rows by reason: output missing: 2, output is empty: 1" in report.lines()[1]
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(ALPACA[0]) + "\n{not json\n")
+    with pytest.raises(InstructkitError, match=r"m.jsonl line 2: not valid JSON"):
+        data.read_file(path)
+
+
+def test_missing_data_file_is_one_clear_error(tmp_path):
+    with pytest.raises(InstructkitError, match="does not exist"):
+        data.read_source(str(tmp_path / "nope.jsonl"))
+
+
+def test_folder_splits_by_file_name(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", ALPACA)
+    write_jsonl(tmp_path / "test.jsonl", ALPACA[:3])
+    ds, report = data.load_sft_data(args_for(tmp_path), seed=0)
+    assert report.rows == {"train": 20, "test": 3}
+
+
+def test_embedded_data_has_both_heldout_splits(embedded):
+    ds, report = data.load_sft_data(InstructkitArguments(), seed=0)
+    assert set(ds) == {"train", "test", "test_phrasings"}
+    assert report.format == "alpaca" and report.skipped == {}
+    rows = data.exact_match_rows(ds["test"], 5)
+    assert rows[0]["prompt"][-1]["role"] == "user" and rows[0]["target"] and rows[0]["task"]
+
+
+def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
+    """The real collator's labels: -100 on every prompt and pad position, the response + <|im_end|> trained."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tok = AutoTokenizer.from_pretrained(embedded.model_dir)
+    ds, report = data.load_sft_data(InstructkitArguments(), seed=0)
+    args = SFTConfig(output_dir="/tmp/ik-mask", bf16=False, use_cpu=True, report_to="none", max_length=128,
+                     activation_checkpointing=False)
+    data.configure_loss(args, report)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(embedded.model_dir), args=args,
+                         processing_class=tok, train_dataset=ds["train"].select(range(4)))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    for i in range(4):
+        row = ds["train"][i]
+        ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
+        trained = [t for t, l in zip(ids, labels) if l != -100]
+        assert tok.decode(trained) == row["completion"][0]["content"] + "<|im_end|>\n"
+        prompt_len = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"])
+        assert labels[:prompt_len] == [-100] * prompt_len       # every prompt token masked
+        assert all(l == -100 for t, l in zip(ids, labels) if t == tok.pad_token_id)
+        assert tok.eos_token_id in trained                      # the model learns to stop

@@ -1,0 +1,79 @@
+"""Each recipe launched for real (`accelerate launch ...`) for a few steps; outputs reload and generate."""
+
+import json
+
+import pytest
+
+from conftest import launch
+
+FEW_STEPS = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--eval_max_samples", "8",
+             "--logging_steps", "1"]
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["sft_full", "sft_lora", "sft_qlora"])
+def test_recipe_trains_saves_and_reloads(recipe, tmp_path, embedded):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / recipe
+    proc = launch(recipe, *FEW_STEPS, "--output_dir", str(out))
+    assert_ok(proc)
+    assert "before training: test exact match" in proc.stdout and "after training" in proc.stdout
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["train_loss"] > 0 and metrics["data"]["format"] == "alpaca"
+    assert set(metrics["exact_match"]["after"]) == {"test", "test_phrasings"}
+    assert (out / "config.yaml").is_file() and (out / "chat_template.jinja").is_file()
+    assert not list(out.glob("*.bin")), "safetensors only"
+
+    tok = AutoTokenizer.from_pretrained(out)
+    if recipe == "sft_full":
+        model = AutoModelForCausalLM.from_pretrained(out)
+    else:
+        from peft import AutoPeftModelForCausalLM
+
+        assert (out / "adapter_model.safetensors").is_file()
+        model = AutoPeftModelForCausalLM.from_pretrained(out)
+        assert any("lora_B" in n and p.abs().sum() > 0 for n, p in model.named_parameters()), "adapter trained"
+        targets = set(json.loads((out / "adapter_config.json").read_text())["target_modules"])
+        assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= targets
+    enc = tok.apply_chat_template([{"role": "user", "content": "Reverse cat."}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=4, do_sample=False)
+    assert gen.shape[1] > enc["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_recipe_trains_on_a_local_alpaca_file_with_config_and_override(tmp_path, embedded):
+    rows = [{"instruction": f"Echo {w}", "input": "", "output": w} for w in ("alpha", "beta", "gamma", "delta")] * 5
+    data_file = tmp_path / "mine.jsonl"
+    data_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"model_name_or_path: {embedded.model_dir}\ndataset_name: {data_file}\n"
+                      f"output_dir: {tmp_path / 'out'}\nlearning_rate: 1.0e-3\nmax_steps: 2\n"
+                      "per_device_train_batch_size: 4\nreport_to: none\ntest_split_size: 4\n")
+    proc = launch("sft_full", "--config", str(config), "--learning_rate", "5e-4")
+    assert_ok(proc)
+    saved = (tmp_path / "out" / "config.yaml").read_text()
+    assert "learning_rate: 0.0005" in saved and f"dataset_name: {data_file}" in saved
+    assert "data: format=alpaca train=16 test=4" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max_lenght", "64"], "unknown flag '--max_lenght' on the command line — did you mean '--max_length'?"),
+    (["--packing_strategy", "ffd"], "'ffd' is not one of bfd, bfd_split, wrapped"),
+    (["--model_name_or_path", "./no/such/model"], "model path ./no/such/model does not exist"),
+    (["--dataset_name", "./missing.jsonl"], "data file ./missing.jsonl does not exist"),
+    (["--config", "nope.yaml"], "config file nope.yaml does not exist"),
+])
+def test_bad_input_is_one_clear_line_and_nonzero_exit(args, message, tmp_path):
+    proc = launch("sft_qlora", *args, "--output_dir", str(tmp_path / "o"), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
