@@ -21,11 +21,12 @@ def embedded():
     return ensure_embedded()
 
 
-def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None):
-    """`accelerate launch recipes/<recipe>.py ARGS` in a subprocess, as a user runs it."""
+def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
+           quiet: bool = False):
+    """`accelerate launch [-q] recipes/<recipe>.py ARGS` in a subprocess, as a user runs it."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
-    cmd = [str(accelerate), "launch", "--config_file", str(ROOT / "accelerate_configs" / "single_gpu.yaml"),
-           script, *args]
+    cmd = [str(accelerate), "launch", *(["-q"] if quiet else []),
+           "--config_file", str(ROOT / "accelerate_configs" / "single_gpu.yaml"), script, *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

@@ -1,6 +1,7 @@
 """parse_recipe_args: YAML + CLI precedence, and every config mistake reported by key, source and fix."""
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -230,3 +231,24 @@ def test_close_match():
     assert close_match("max_lenght", ["max_length", "max_steps"]) == "max_length"
     assert close_match("BF16", ["bfloat16", "float32", "bf16"]) == "bf16"
     assert close_match("zzz", ["max_length"]) is None
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "recipes" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_recipe_config_parses_with_known_keys(config):
+    from trl import ModelConfig, SFTConfig
+
+    ours, sft, model = parse_recipe_args((InstructkitArguments, SFTConfig, ModelConfig), args=["--config", str(config)])
+    assert sft.output_dir == f"outputs/{config.stem}"
+    assert model.model_name_or_path == "embedded" and ours.dataset_name == "embedded"
+    assert sft.bf16 is False  # this CPU machine
+
+
+def test_every_launch_config_loads_with_accelerates_own_loader():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for path in (Path(__file__).resolve().parent.parent / "accelerate_configs").glob("*.yaml"):
+        cfg = load_config_from_file(str(path))
+        assert cfg.num_processes >= 1, path

@@ -43,10 +43,10 @@ def test_tokenizer_special_tokens_and_chat_template(embedded):
 def test_heldout_arguments_never_appear_in_training_text():
     world = W.World(0)
     train = W.instruction_rows(world, 3000, 0, "train")
-    pretrain = " ".join(W.pretraining_documents(world, 1500, 0))
+    pretrain = " ".join(f["prompt"] + f["completion"] for f in W.pretraining_facts(world, 9000, 0))
     train_text = " ".join(r["instruction"] + " " + r["input"] + " " + r["output"] for r in train)
     train_tokens = set(re.findall(r"[a-zA-Z]+", train_text + " " + pretrain))
-    for word in world.heldout_words:
+    for word in world.heldout_words + world.heldout_entries:  # argument words and Zorbish glossary words
         assert word not in train_tokens and word.upper() not in train_tokens
     train_pairs = {(int(a), int(b)) for a, b in re.findall(r"(\d+) plus (\d+)", pretrain)}
     assert not train_pairs & world.heldout_pairs

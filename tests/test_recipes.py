@@ -37,10 +37,13 @@ def test_recipe_trains_saves_and_reloads(recipe, tmp_path, embedded):
     else:
         from peft import AutoPeftModelForCausalLM
 
-        assert (out / "adapter_model.safetensors").is_file()
+        from safetensors.torch import load_file
+
+        adapter = load_file(out / "adapter_model.safetensors")
+        assert adapter and all(t.dtype == torch.float32 for t in adapter.values()), "fp32 adapters on CPU"
         model = AutoPeftModelForCausalLM.from_pretrained(out)
         assert any("lora_B" in n and p.abs().sum() > 0 for n, p in model.named_parameters()), "adapter trained"
-        targets = set(json.loads((out / "adapter_config.json").read_text())["target_modules"])
+        targets = {t.split(".")[-1] for t in json.loads((out / "adapter_config.json").read_text())["target_modules"]}
         assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= targets
     enc = tok.apply_chat_template([{"role": "user", "content": "Reverse cat."}], add_generation_prompt=True,
                                   return_tensors="pt", return_dict=True)
@@ -68,12 +71,24 @@ def test_recipe_trains_on_a_local_alpaca_file_with_config_and_override(tmp_path,
 @pytest.mark.parametrize("args, message", [
     (["--max_lenght", "64"], "unknown flag '--max_lenght' on the command line — did you mean '--max_length'?"),
     (["--packing_strategy", "ffd"], "'ffd' is not one of bfd, bfd_split, wrapped"),
-    (["--model_name_or_path", "./no/such/model"], "model path ./no/such/model does not exist"),
+    (["--model_name_or_path", "./no/such/model"], "model_name_or_path ./no/such/model does not exist"),
     (["--dataset_name", "./missing.jsonl"], "data file ./missing.jsonl does not exist"),
     (["--config", "nope.yaml"], "config file nope.yaml does not exist"),
 ])
 def test_bad_input_is_one_clear_line_and_nonzero_exit(args, message, tmp_path):
-    proc = launch("sft_qlora", *args, "--output_dir", str(tmp_path / "o"), timeout=300)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert message in proc.stderr
+    # `accelerate launch -q`: without -q, accelerate re-raises any non-zero exit of the script as its own
+    # CalledProcessError traceback (that part is accelerate's, see the next test).
+    proc = launch("sft_qlora", *args, "--output_dir", str(tmp_path / "o"), timeout=300, quiet=True)
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_plain_accelerate_launch_adds_only_its_own_wrapper_traceback(tmp_path):
+    proc = launch("sft_full", "--max_lenght", "64", "--output_dir", str(tmp_path / "o"), timeout=300)
+    assert proc.returncode != 0
+    assert "error: unknown flag '--max_lenght'" in proc.stderr
+    assert "CalledProcessError" in proc.stderr  # accelerate's launcher, reporting exit status 2
+    for library in ("site-packages/trl", "site-packages/transformers", "site-packages/datasets", "site-packages/peft"):
+        assert library not in proc.stderr

@@ -12,25 +12,28 @@ from instructkit.errors import InstructkitError
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
-def resolve_model_path(name: str | None, what: str = "model") -> str:
-    """`embedded` → the cached embedded base; an existing local folder → itself; else a hub name.
+def check_local_path(name: str | None, key: str) -> None:
+    """A name that looks like a local path must exist; checked before anything loads."""
+    if name in (None, "", "embedded"):
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InstructkitError(f"{key} {name} is a file, not a model folder.",
+                                   fix=f"set {key} to the folder holding config.json and the weights.")
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are "name" or "org/name"
+        raise InstructkitError(f"{key} {name} does not exist (relative paths start at {Path.cwd()}).",
+                               fix=f"set {key} to an existing folder, a hub name, or 'embedded'.")
 
-    A name that looks like a local path but does not exist is an error here, before anything loads.
-    """
+
+def resolve_model_path(name: str | None, key: str = "model_name_or_path") -> str:
+    """`embedded` → the cached embedded base; an existing local folder → itself; else a hub name."""
     if name in (None, "", "embedded"):
         from instructkit.embedded import ensure_embedded
 
         return str(ensure_embedded().model_dir)
-    path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise InstructkitError(f"{what} path {name} is a file, not a model folder.",
-                                   fix="point it at the folder holding config.json and the weights.")
-        return str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise InstructkitError(f"{what} path {name} does not exist (relative paths start at {Path.cwd()}).",
-                               fix=f"pass model_name_or_path with an existing folder, a hub name, or 'embedded'.")
-    return name
+    check_local_path(name, key)
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
 
 def _from_pretrained(loader, name: str, what: str, **kwargs):
@@ -62,7 +65,8 @@ def load_tokenizer(model_args, args, training_args):
     """The tokenizer, with a chat template and a pad token distinct from eos (so the model learns to stop)."""
     from transformers import AutoTokenizer
 
-    name = resolve_model_path(args.tokenizer_name_or_path or model_args.model_name_or_path, "tokenizer")
+    key = "tokenizer_name_or_path" if args.tokenizer_name_or_path else "model_name_or_path"
+    name = resolve_model_path(args.tokenizer_name_or_path or model_args.model_name_or_path, key)
     tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "tokenizer", revision=model_args.model_revision,
                            trust_remote_code=training_args.trust_remote_code)
     if args.chat_template:

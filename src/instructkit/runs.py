@@ -56,6 +56,8 @@ class Run:
         self.parsed = parse_recipe_args((InstructkitArguments, trainer_config_class, ModelConfig),
                                         args=args, default_config=default_config)
         self.args, self.training_args, self.model_args = self.parsed
+        modeling.check_local_path(self.model_args.model_name_or_path, "model_name_or_path")
+        modeling.check_local_path(self.args.tokenizer_name_or_path, "tokenizer_name_or_path")
         self.start = time.time()
         self.metrics: dict = {"recipe": recipe, "machine": machine_summary(self.training_args)}
         log(f"{recipe} on {self.metrics['machine']} -> {self.training_args.output_dir}")
@@ -94,6 +96,8 @@ class Run:
         out = Path(self.training_args.output_dir)
         trainer.save_model(str(out))
         if trainer.accelerator.is_main_process:
+            # config.yaml records the same settings readably; no pickle in what users share or load
+            (out / "training_args.bin").unlink(missing_ok=True)
             self.tokenizer.save_pretrained(out)
             save_resolved_config(out / "config.yaml", *self.parsed)
             self.metrics.update(data=self.data_report.as_dict(), seconds=round(time.time() - self.start, 1))

@@ -24,7 +24,7 @@ EMBEDDED = "embedded"
 PRESETS = {
     "default": EmbeddedSpec(),
     "test": EmbeddedSpec(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, n_train=400, n_test=45, n_test_phrasings=18, pretrain_docs=64),
+                         num_key_value_heads=2, n_train=400, n_test=45, n_test_phrasings=18, pretrain_facts=256),
 }
 
 

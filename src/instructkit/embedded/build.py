@@ -1,8 +1,9 @@
 """Build the embedded default: tokenizer, pretrained tiny Llama, and the instruction data set.
 
 No hub is needed: the tokenizer is trained with `tokenizers` on the world's own text, the model is a
-small Llama pretrained on plain prose of the same world (so that SFT has a base to build on, as in
-real life), and the data set is generated. Everything follows from `EmbeddedSpec`, so the same spec
+small Llama pretrained on plain-text statements of the same world (so that SFT has a base to build on,
+as in real life: the base knows things but has never seen an instruction or a chat turn), and the data
+set is generated. Everything follows from `EmbeddedSpec`, so the same spec
 gives byte-identical files; the result is cached under `cache_root()` keyed by the spec's hash.
 """
 
@@ -31,21 +32,20 @@ class EmbeddedSpec:
     """Everything that determines the embedded default; its hash names the cache folder."""
 
     seed: int = 0
-    vocab_size: int = 320
+    vocab_size: int = 640
     hidden_size: int = 256
     intermediate_size: int = 688
     num_hidden_layers: int = 4
     num_attention_heads: int = 8
     num_key_value_heads: int = 4
     max_position_embeddings: int = 256
-    n_train: int = 20000
-    n_test: int = 360
+    n_train: int = 14400
+    n_test: int = 300
     n_test_phrasings: int = 180
-    pretrain_docs: int = 8000
-    facts_per_doc: int = 2
+    pretrain_facts: int = 48000
     pretrain_epochs: float = 1.0
-    pretrain_lr: float = 3e-3
-    pretrain_batch_size: int = 16
+    pretrain_lr: float = 2e-3
+    pretrain_batch_size: int = 32
 
     def key(self) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "format": FORMAT_VERSION}, sort_keys=True)
@@ -65,19 +65,26 @@ def _frame_corpus() -> list[str]:
     for task in W.TASKS:
         for text in task.train_phrasings + task.heldout_phrasings + task.prose:
             frames.append(re.sub(r"\{\w+\}", "", text.replace("|", " ")))
-    frames.append(" ".join(W.POSITIVE + W.NEGATIVE + W.NEUTRAL + W.MEANINGS))
-    frames.append("system\n user\n assistant\n")
+    frames += [" ".join(W.POSITIVE + W.NEGATIVE + W.NEUTRAL + W.MEANINGS + ["user", "assistant", "system"])] * 4
     return frames * 50
 
 
 def build_tokenizer(spec: EmbeddedSpec):
-    """Byte-level BPE with single-digit tokens; bos, eos (end of turn) and pad are distinct tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """Byte-level BPE whose merges stay inside the world's own vocabulary; bos, eos, pad distinct.
+
+    The pre-tokenizer keeps every known phrasing/lexicon word whole (BPE then merges it) and splits
+    anything else into single characters: an argument word ("bawxtd", "64") is spelled out, so a letter
+    is the same token wherever it appears. Tiny models learn to copy, reverse and count far faster that way.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    known = sorted(W._frame_words() | {"user", "assistant", "system"}, key=len, reverse=True)
+    pattern = r"(?i:\b(?:" + "|".join(map(re.escape, known)) + r")\b)|."
     tk = Tokenizer(models.BPE(unk_token=None))
-    tk.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tk.decoder = decoders.ByteLevel()
     tk.train_from_iterator(_frame_corpus(), trainers.BpeTrainer(
         vocab_size=spec.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
@@ -103,8 +110,12 @@ def build_model(spec: EmbeddedSpec, tok):
     return LlamaForCausalLM(config)
 
 
-def pretrain(spec: EmbeddedSpec, model, tok, docs: list[str], work_dir: Path) -> dict:
-    """Causal-LM pretraining on the world's prose, through TRL's SFTTrainer on a `text` data set."""
+def pretrain(spec: EmbeddedSpec, model, tok, facts: list[dict], work_dir: Path) -> dict:
+    """Teach the base what is true in the world: continue plain-text statements (no instructions, no chat).
+
+    Through TRL's SFTTrainer on string prompt/completion rows, loss on the continuation: statements are
+    mostly random arguments, and a loss on those would spend the small compute budget on noise.
+    """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -112,12 +123,12 @@ def pretrain(spec: EmbeddedSpec, model, tok, docs: list[str], work_dir: Path) ->
         output_dir=str(work_dir), num_train_epochs=spec.pretrain_epochs,
         per_device_train_batch_size=spec.pretrain_batch_size, learning_rate=spec.pretrain_lr,
         lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.01, max_length=spec.max_position_embeddings,
-        eos_token="<|endoftext|>", seed=spec.seed, data_seed=spec.seed, bf16=False, use_cpu=True,
+        completion_only_loss=True, eos_token="<|endoftext|>", train_sampling_strategy="group_by_length", seed=spec.seed, data_seed=spec.seed, bf16=False, use_cpu=True,
         activation_checkpointing=False, save_strategy="no", report_to="none", logging_steps=50,
         dataloader_num_workers=0, disable_tqdm=True)
     # A copy: TRL sets the tokenizer's eos to `eos_token`; the saved tokenizer keeps <|im_end|> (end of turn).
     trainer = SFTTrainer(model=model, args=args, processing_class=copy.deepcopy(tok),
-                         train_dataset=Dataset.from_dict({"text": docs}))
+                         train_dataset=Dataset.from_list(facts))
     result = trainer.train()
     return {"pretrain_loss": round(result.training_loss, 4), "pretrain_steps": result.global_step}
 
@@ -138,8 +149,8 @@ def build(spec: EmbeddedSpec, out_dir: Path) -> None:
 
     tok = build_tokenizer(spec)
     model = build_model(spec, tok)
-    docs = W.pretraining_documents(world, spec.pretrain_docs, spec.seed, spec.facts_per_doc)
-    stats = pretrain(spec, model, tok, docs, out_dir / "pretrain_run")
+    facts = W.pretraining_facts(world, spec.pretrain_facts, spec.seed)
+    stats = pretrain(spec, model, tok, facts, out_dir / "pretrain_run")
     shutil.rmtree(out_dir / "pretrain_run", ignore_errors=True)
 
     base = out_dir / "base"

@@ -9,14 +9,14 @@ on it are identical on every machine. Three kinds of text come from here:
   pretraining text) with the training phrasings; `test_phrasings` uses phrasings never seen in SFT
   AND unseen arguments — an honestly hard split, reported separately.
 
-The made-up dictionary ("Zorbish") is the one exception to "unseen everywhere": it is world knowledge,
-so every entry appears in the pretraining prose, and the held-out entries are those never asked about
-in SFT. That mirrors real instruction tuning, which elicits what the base model already knows.
+The made-up dictionary ("Zorbish") is looked up in context: each item carries a small glossary, and
+held-out items ask about Zorbish words that never appear in any training text.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import string
 from dataclasses import dataclass
 from typing import Callable
@@ -57,65 +57,70 @@ def _fmt_list(xs) -> str:
 TASKS: tuple[Task, ...] = (
     Task("add",
          ("Add {a} and {b}.", "What is {a} plus {b}?", "Compute {a} + {b}.", "Sum these two numbers.|{a} and {b}",
-          "Calculate the sum of {a} and {b}.", "Give the result of adding {a} to {b}."),
+          "Calculate the sum of {a} and {b}.", "Add these numbers: {a} and {b}"),
          ("What do you get when {a} and {b} are combined by addition?", "Total up {a} and {b}, please."),
-         ("{a} plus {b} is {ans}.", "The sum of {a} and {b} is {ans}.", "If you add {a} and {b} you get {ans}."),
+         ("{a} plus {b} is {ans}.", "{a} and {b} make {ans}.", "{a} + {b} = {ans}."),
          lambda x: str(x["a"] + x["b"])),
     Task("reverse",
-         ("Reverse {w}.", "Reverse the following word.|{w}", "Write {w} backwards.", "Spell {w} in reverse order.",
-          "What is {w} reversed?", "Flip the letters of this word.|{w}"),
+         ("Reverse {w}.", "Reverse the following word.|{w}", "Write backwards: {w}", "Spell in reverse order: {w}",
+          "What is the reverse of {w}?", "Flip the letters of this word.|{w}"),
          ("Turn {w} around so its last letter comes first.", "Give me the mirror spelling of {w}."),
-         ("{w} backwards is {ans}.", "Spelled in reverse, {w} becomes {ans}.", "The reverse of {w} is {ans}."),
+         ("{w} backwards is {ans}.", "{w} reversed is {ans}.", "the reverse of {w} is {ans}."),
          lambda x: x["w"][::-1]),
     Task("sort",
-         ("Sort these numbers from smallest to largest.|{xs}", "Sort {xs} in ascending order.",
-          "Put {xs} in increasing order.", "Arrange the numbers {xs} from low to high.",
-          "Order these numbers, smallest first.|{xs}", "List {xs} sorted ascending."),
+         ("Sort these numbers from smallest to largest.|{xs}", "Sort in ascending order: {xs}",
+          "Put in increasing order: {xs}", "Arrange these numbers from low to high: {xs}",
+          "Order these numbers, smallest first.|{xs}", "List sorted ascending: {xs}"),
          ("Rearrange {xs} so that each number is bigger than the one before.", "Rank {xs} beginning with the least."),
-         ("Sorted from smallest to largest, {xs} is {ans}.", "In ascending order {xs} reads {ans}.",
-          "The numbers {xs} in order are {ans}."),
+         ("{xs} sorted is {ans}.", "in order, {xs} is {ans}.", "{xs} ascending is {ans}."),
          lambda x: _fmt_list(sorted(x["xs"]))),
     Task("upper",
-         ("Convert {w} to uppercase.", "Write this word in capital letters.|{w}", "Make {w} upper case.",
-          "Uppercase the word {w}.", "What is {w} in all caps?", "Change the following word to uppercase.|{w}"),
+         ("Convert to uppercase: {w}", "Write this word in capital letters.|{w}", "Make upper case: {w}",
+          "Uppercase the word {w}.", "Write in all caps: {w}", "Change the following word to uppercase.|{w}"),
          ("Shout the word {w} by using only big letters.", "Rewrite {w} with every letter capitalized."),
-         ("In capital letters, {w} is {ans}.", "The uppercase form of {w} is {ans}.", "{w} in caps is {ans}."),
+         ("{w} in capitals is {ans}.", "{w} uppercase is {ans}.", "{w} in caps is {ans}."),
          lambda x: x["w"].upper()),
     Task("lower",
-         ("Convert {W} to lowercase.", "Write this word in small letters.|{W}", "Make {W} lower case.",
-          "Lowercase the word {W}.", "What is {W} without capitals?", "Change the following word to lowercase.|{W}"),
+         ("Convert to lowercase: {W}", "Write this word in small letters.|{W}", "Make lower case: {W}",
+          "Lowercase the word {W}.", "Write without capitals: {W}", "Change the following word to lowercase.|{W}"),
          ("Say {W} quietly, using only little letters.", "Rewrite {W} with no capital letters at all."),
-         ("In small letters, {W} is {ans}.", "The lowercase form of {W} is {ans}.", "{W} in lowercase is {ans}."),
+         ("{W} in small letters is {ans}.", "{W} lowercase is {ans}.", "{W} in lowercase is {ans}."),
          lambda x: x["W"].lower()),
     Task("length",
          ("How many letters are in {w}?", "Count the letters in this word.|{w}", "What is the length of {w}?",
           "How long is the word {w}?", "Count the characters of {w}.", "Give the number of letters in {w}."),
          ("Tell me the letter count for {w}.", "If you spell out {w}, how many letters do you write?"),
-         ("The word {w} has {ans} letters.", "{w} is {ans} letters long.", "There are {ans} letters in {w}."),
+         ("the length of {w} is {ans}.", "the letter count of {w} is {ans}.", "{w} has a length of {ans}."),
          lambda x: str(len(x["w"]))),
     Task("sentiment",
          ("Is this positive or negative?|{s}", "Classify the sentiment of: {s}",
           "What is the sentiment of this sentence?|{s}", "Positive or negative: {s}",
-          "Tell whether the following is positive or negative.|{s}", "Label the mood of {s} as positive or negative."),
+          "Tell whether the following is positive or negative.|{s}", "Label the mood as positive or negative: {s}"),
          ("Does the sentence {s} sound upbeat or downbeat? Answer positive or negative.",
           "Judge the tone, positive or negative.|{s}"),
-         ("The sentence {s} is {ans}.", "{s} sounds {ans}.", "Someone who says {s} feels {ans}."),
+         ("{s} is {ans}.", "{s} sounds {ans}.", "the mood of {s} is {ans}."),
          lambda x: x["label"]),
     Task("translate",
-         ("Translate {z} from Zorbish to English.", "What does the Zorbish word {z} mean?",
-          "Give the English meaning of this Zorbish word.|{z}", "In English, what is {z}?",
-          "Translate the following Zorbish word.|{z}", "What is the English for the Zorbish {z}?"),
-         ("A Zorbish speaker says {z}. Which English word is that?", "Render the Zorbish term {z} in English."),
-         ("In Zorbish, {z} means {ans}.", "The Zorbish word {z} is {ans} in English.", "{z} is Zorbish for {ans}."),
+         ("Glossary: {d}. Translate from Zorbish to English: {z}", "{d}. Using this glossary, what does this mean? {z}",
+          "Glossary: {d}. Give the English meaning of {z}.", "{d}. Look up in the glossary: {z}",
+          "{d}. Give the English for {z}", "Zorbish glossary: {d}. Translate the word {z}."),
+         ("A Zorbish speaker says {z}. Which English word is that, given {d}?",
+          "Here is a word list: {d}. Render the Zorbish term {z} in English."),
+         ("{d}. so {z} is {ans}.", "given {d}, {z} means {ans}.", "{d}. {z} means {ans}."),
          lambda x: x["meaning"]),
     Task("max",
-         ("What is the largest of {xs}?", "Find the biggest number.|{xs}", "Which number is largest: {xs}?",
+         ("What is the largest of {xs}?", "Find the biggest number.|{xs}", "Which number is largest: {xs}",
           "Give the maximum of {xs}.", "Pick the highest number in {xs}.", "Return the largest value.|{xs}"),
          ("Among {xs}, which one tops the rest?", "Name the greatest number you see in {xs}."),
-         ("The largest of {xs} is {ans}.", "Of {xs}, the biggest is {ans}.", "The maximum of {xs} is {ans}."),
+         ("the largest of {xs} is {ans}.", "the max of {xs} is {ans}.", "of {xs}, the biggest is {ans}."),
          lambda x: str(max(x["xs"]))),
 )
 TASK_NAMES = tuple(t.name for t in TASKS)
+
+
+def _frame_words() -> set[str]:
+    text = " ".join(p for t in TASKS for p in t.train_phrasings + t.heldout_phrasings + t.prose)
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", text)} | set(POSITIVE + NEGATIVE + NEUTRAL + MEANINGS)
 
 
 class World:
@@ -123,26 +128,29 @@ class World:
 
     def __init__(self, seed: int = 0):
         rng = random.Random(seed)
-        words = set()
-        while len(words) < 3000:
-            words.add("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 7))))
-        words = sorted(words)
-        rng.shuffle(words)
-        self.heldout_words, self.train_words = words[:300], words[300:]
-
-        pairs = [(a, b) for a in range(100) for b in range(100)]
-        rng.shuffle(pairs)
-        self.heldout_pairs, self.train_pairs = set(pairs[:500]), pairs[500:]
-
+        reserved = _frame_words()  # an argument word never doubles as a word of the phrasings or lexicons
         zorb = set()
         while len(zorb) < len(MEANINGS):
-            zorb.add("".join(rng.choice("zbkqvxgrl") + rng.choice("aeiou") for _ in range(rng.randint(2, 3))))
-        self.dictionary = dict(zip(sorted(zorb), MEANINGS))
-        entries = sorted(self.dictionary)
+            z = "".join(rng.choice("zbkqvxgrl") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
+            if z not in reserved:
+                zorb.add(z)
+        entries = sorted(zorb)
         rng.shuffle(entries)
         self.heldout_entries, self.train_entries = entries[:16], entries[16:]
-        self._sentences_seen: set[str] = set()
-        self._lists_seen: set[tuple] = set()
+        reserved |= zorb
+        words = set()
+        while len(words) < 3000:
+            words.add("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6))))
+        words = sorted(words - reserved)
+        rng.shuffle(words)
+        self.heldout_words = words[:300]
+        # a training word whose reversal is a held-out word would show that word as an answer: leave it out
+        unseen = set(self.heldout_words)
+        self.train_words = [w for w in words[300:] if w[::-1] not in unseen]
+
+        pairs = [(a, b) for a in range(50) for b in range(50)]
+        rng.shuffle(pairs)
+        self.heldout_pairs, self.train_pairs = set(pairs[:250]), pairs[250:]
 
     # -- argument draws ------------------------------------------------------------------------------
     def args(self, task: str, rng: random.Random, heldout: bool) -> dict:
@@ -157,7 +165,7 @@ class World:
             return {"W": rng.choice(words).upper()}
         if task in ("sort", "max"):
             while True:
-                xs = tuple(rng.randint(0, 99) for _ in range(rng.randint(3, 5)))
+                xs = tuple(rng.randint(0, 99) for _ in range(rng.randint(3, 4)))
                 # held-out lists are drawn with an odd sum, training lists with an even one: never equal
                 if (sum(xs) % 2 == 1) == heldout and (task != "max" or xs.count(max(xs)) == 1):
                     return {"xs": _fmt_list(xs), "_xs": xs}
@@ -174,8 +182,12 @@ class World:
                 if (len(toks) % 2 == 1) == heldout:
                     return {"s": s, "label": label}
         if task == "translate":
-            z = rng.choice(self.heldout_entries if heldout else self.train_entries)
-            return {"z": z, "meaning": self.dictionary[z]}
+            # a 3-entry glossary in context; held-out items use only Zorbish words no training text has
+            zs = rng.sample(self.heldout_entries if heldout else self.train_entries, 3)
+            meanings = rng.sample(MEANINGS, 3)
+            glossary = ", ".join(f"{z} = {m}" for z, m in zip(zs, meanings))
+            i = rng.randrange(3)
+            return {"z": zs[i], "d": glossary, "meaning": meanings[i]}
         raise KeyError(task)
 
 
@@ -206,21 +218,19 @@ def instruction_rows(world: World, n: int, seed: int, split: str) -> list[dict]:
     return rows
 
 
-def pretraining_documents(world: World, n_docs: int, seed: int, facts_per_doc: int = 6) -> list[str]:
-    """Plain prose of training-side facts (never a held-out argument, except dictionary entries)."""
-    rng = random.Random(f"{seed}-pretrain")
-    docs = []
-    entries = sorted(world.dictionary)
-    for d in range(n_docs):
-        facts = []
-        for _ in range(facts_per_doc):
-            task = rng.choice(TASKS)
-            if task.name == "translate":       # world knowledge: every entry, held-out ones included
-                z = rng.choice(entries)
-                x = {"z": z, "meaning": world.dictionary[z]}
-            else:
-                x = world.args(task.name, rng, heldout=False)
-            values = {k: v for k, v in x.items() if not k.startswith("_")}
-            facts.append(rng.choice(task.prose).format(ans=_solve(task, x), **values))
-        docs.append(" ".join(facts))
-    return docs
+def pretraining_facts(world: World, n: int, seed: int) -> list[dict]:
+    """Plain-text statements split before the answer: {"prompt": "cat backwards is", "completion": " tac."}.
+
+    The base model is trained to continue such statements (loss on the continuation only): it learns what
+    is true in the world without ever seeing an instruction or the chat format. Never a held-out argument.
+    """
+    rng = random.Random(f"{seed}-facts")
+    facts = []
+    for i in range(n):
+        task = TASKS[i % len(TASKS)]
+        x = world.args(task.name, rng, heldout=False)
+        values = {k: v for k, v in x.items() if not k.startswith("_")}
+        head = rng.choice(task.prose).split("{ans}")[0].rstrip()
+        facts.append({"prompt": head.format(**values), "completion": f" {_solve(task, x)}."})
+    rng.shuffle(facts)
+    return facts
