@@ -5,7 +5,7 @@
 
 Config: configs/sft_lora.yaml next to this file unless --config is given; any key can be overridden as
 --key value. LoRA goes on all linear layers unless lora_target_modules says otherwise. Saves the adapter
-(merge it with `instructkit merge`), tokenizer, resolved config and metrics to output_dir.
+(PEFT's merge_and_unload merges it into the base), tokenizer, resolved config and metrics to output_dir.
 """
 
 from pathlib import Path

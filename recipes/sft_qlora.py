@@ -5,8 +5,8 @@
 
 Config: configs/sft_qlora.yaml next to this file unless --config is given; any key can be overridden as
 --key value. The 4-bit compute dtype follows the machine (fp32 on CPU, bf16 on GPUs that support it).
-Saves the adapter (merge it into a full-precision base with `instructkit merge`, never into 4-bit),
-tokenizer, resolved config and metrics to output_dir.
+Saves the adapter (merge it into a full-precision base, never into 4-bit), tokenizer, resolved
+config and metrics to output_dir.
 """
 
 from pathlib import Path

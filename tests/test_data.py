@@ -147,3 +147,19 @@ def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
         assert labels[:prompt_len] == [-100] * prompt_len       # every prompt token masked
         assert all(l == -100 for t, l in zip(ids, labels) if t == tok.pad_token_id)
         assert tok.eos_token_id in trained                      # the model learns to stop
+
+
+def test_conversational_prompt_completion_rows_are_accepted():
+    row = {"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
+           "completion": [{"role": "assistant", "content": "yo"}]}
+    assert data.convert_row(row, "prompt_completion") == row
+    with pytest.raises(data.RowProblem, match="user turn"):
+        data.convert_row({**row, "prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+                         "prompt_completion")
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"))
+    with pytest.raises(InstructkitError, match="cannot be read"):
+        data.read_file(path)

@@ -34,6 +34,8 @@ def test_recipe_trains_saves_and_reloads(recipe, tmp_path, embedded):
     tok = AutoTokenizer.from_pretrained(out)
     if recipe == "sft_full":
         model = AutoModelForCausalLM.from_pretrained(out)
+        base = AutoModelForCausalLM.from_pretrained(embedded.model_dir)
+        assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
     else:
         from peft import AutoPeftModelForCausalLM
 
@@ -68,6 +70,7 @@ def test_recipe_trains_on_a_local_alpaca_file_with_config_and_override(tmp_path,
     assert "data: format=alpaca train=16 test=4" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--max_lenght", "64"], "unknown flag '--max_lenght' on the command line — did you mean '--max_length'?"),
     (["--packing_strategy", "ffd"], "'ffd' is not one of bfd, bfd_split, wrapped"),
@@ -85,6 +88,7 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(args, message, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_plain_accelerate_launch_adds_only_its_own_wrapper_traceback(tmp_path):
     proc = launch("sft_full", "--max_lenght", "64", "--output_dir", str(tmp_path / "o"), timeout=300)
     assert proc.returncode != 0
@@ -92,3 +96,14 @@ def test_plain_accelerate_launch_adds_only_its_own_wrapper_traceback(tmp_path):
     assert "CalledProcessError" in proc.stderr  # accelerate's launcher, reporting exit status 2
     for library in ("site-packages/trl", "site-packages/transformers", "site-packages/datasets", "site-packages/peft"):
         assert library not in proc.stderr
+
+
+@pytest.mark.slow
+def test_first_use_builds_the_embedded_default_in_a_child_process(tmp_path):
+    """A fresh cache: the recipe builds the embedded default itself (in a clean child process), then trains."""
+    cache = tmp_path / "cache"
+    proc = launch("sft_full", "--max_steps", "1", "--per_device_train_batch_size", "2", "--eval_exact_match", "false",
+                  "--output_dir", str(tmp_path / "o"), env={"INSTRUCTKIT_CACHE": str(cache)})
+    assert_ok(proc)
+    assert len(list(cache.glob("embedded-*/BUILD.json"))) == 1
+    assert "building the embedded default" in proc.stderr

@@ -36,7 +36,7 @@ FORMAT_COLUMNS = {  # detection order matters: the first whose required columns 
 }
 ROLES = {"system", "user", "assistant"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-TEST_SPLIT_NAMES = ("test", "validation", "valid", "eval", "dev")
+TEST_SPLIT_NAMES = ("test", "validation", "valid", "val", "eval", "dev")
 MAX_REPORTED_ROWS = 10
 
 
@@ -72,6 +72,18 @@ class DataReport:
 
 def read_file(path: Path) -> list[Record]:
     """Records of one local file; a malformed line names the file and line."""
+    try:
+        return _read_file(path)
+    except (UnicodeDecodeError, OSError) as err:
+        raise InstructkitError(f"{path}: cannot be read ({type(err).__name__}: {err}).",
+                               fix="save the file as UTF-8 text (or valid Parquet) and check its permissions.") from None
+    except Exception as err:  # pyarrow's ArrowInvalid for a corrupt Parquet file
+        if type(err).__module__.startswith("pyarrow"):
+            raise InstructkitError(f"{path}: not a valid Parquet file ({err}).", fix="re-export the file.") from None
+        raise
+
+
+def _read_file(path: Path) -> list[Record]:
     src = str(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
@@ -101,7 +113,8 @@ def read_file(path: Path) -> list[Record]:
         return _require_objects([Record(src, i, d) for i, d in enumerate(data, 1)])
     if suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
-            return [Record(src, i, dict(r)) for i, r in enumerate(csv.DictReader(f), 1)]
+            reader = csv.DictReader(f, restkey="__extra_fields__")
+            return [Record(src, i, dict(r)) for i, r in enumerate(reader, 1)]
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -171,7 +184,7 @@ def _read_hub(name: str, config: str | None) -> dict[str, list[Record]]:
 def detect_format(records: list[Record], requested: str = "auto") -> str:
     if requested != "auto":
         return requested
-    columns = set().union(*(r.data.keys() for r in records[:100])) if records else set()
+    columns = {str(k) for r in records[:100] for k in r.data}
     for fmt, (required, _) in FORMAT_COLUMNS.items():
         if required <= columns:
             return fmt
@@ -200,7 +213,8 @@ def _text(data: dict, key: str, required: bool = True, allow_empty: bool = False
     return value
 
 
-def _messages(value, key: str, role_key: str = "role", content_key: str = "content", roles=None) -> list[dict]:
+def _messages(value, key: str, role_key: str = "role", content_key: str = "content", roles=None,
+              require_assistant: bool = True) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise RowProblem(key, "is not a non-empty list of messages", f"write '{key}' as [{{'{role_key}': ..., "
                                                                      f"'{content_key}': ...}}, ...]")
@@ -225,6 +239,10 @@ def _messages(value, key: str, role_key: str = "role", content_key: str = "conte
     if not turns or turns[0]["role"] != "user":
         raise RowProblem(key, "does not start with a user turn (after an optional system message)",
                          "begin the conversation with a user message")
+    if not require_assistant:  # a conversational prompt: ends with the user turn the completion answers
+        if out[-1]["role"] != "user":
+            raise RowProblem(key, "does not end with a user turn", "end the prompt with the user's message")
+        return out
     if not any(m["role"] == "assistant" for m in out):
         raise RowProblem(key, "has no assistant turn, so nothing would be trained", "add the assistant's reply")
     if any(m["role"] == "assistant" and not m["content"].strip() for m in out):
@@ -242,7 +260,7 @@ def convert_row(data: dict, fmt: str) -> dict:
         return {"prompt": prompt, "completion": [{"role": "assistant", "content": _text(data, "output")}]}
     if fmt == "prompt_completion":
         if isinstance(data.get("prompt"), list) or isinstance(data.get("completion"), list):
-            prompt = _messages(data.get("prompt"), "prompt") if data.get("prompt") else None
+            prompt = _messages(data.get("prompt"), "prompt", require_assistant=False) if data.get("prompt") else None
             if prompt is None:
                 raise RowProblem("prompt", "missing", "add the prompt messages")
             completion = data.get("completion")
@@ -308,13 +326,17 @@ def load_sft_data(args, seed: int = 42):
         out["test"] = held_out.pop(test_name)
         out.update(held_out)  # e.g. the embedded test_phrasings split
     elif args.test_split_size > 0:
-        out["train"], out["test"] = split_by_size(out["train"], args.test_split_size, seed)
+        out["train"], test = split_by_size(out["train"], args.test_split_size, seed)
+        if test:
+            out["test"] = test
     report.rows = {k: len(v) for k, v in out.items()}
     return DatasetDict({k: Dataset.from_list(v) for k, v in out.items()}), report
 
 
 def split_by_size(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
     """A seeded held-out split: `size` < 1 is a fraction of the rows, >= 1 a row count."""
+    if len(rows) < 2:
+        return rows, []
     n_test = int(round(len(rows) * size)) if size < 1 else int(size)
     n_test = max(1, min(n_test, len(rows) - 1))
     order = list(range(len(rows)))

@@ -39,7 +39,7 @@ def resolve_model_path(name: str | None, key: str = "model_name_or_path") -> str
 def _from_pretrained(loader, name: str, what: str, **kwargs):
     try:
         return loader(name, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing/unreachable files; unknown model_type or revision
         first = str(err).strip().splitlines()[0][:300]
         raise InstructkitError(f"could not load the {what} {name!r}: {first}",
                                fix="check the name or path; without network access (HF_HUB_OFFLINE=1) only "
@@ -71,6 +71,10 @@ def load_tokenizer(model_args, args, training_args):
                            trust_remote_code=training_args.trust_remote_code)
     if args.chat_template:
         tok.chat_template = chat_template_text(args.chat_template)
+    if not tok.chat_template and args.dataset_format != "text":
+        raise InstructkitError(f"the tokenizer of {name} has no chat template, and instruction data is trained "
+                               "through one.", fix="set chat_template: chatml (bundled) or a .jinja path, "
+                                                   "or use text data (dataset_format: text).")
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
         # A pad equal to eos gets masked out of the loss, and the model never learns to stop.
         tok.add_special_tokens({"pad_token": "<|pad|>"})
@@ -122,8 +126,12 @@ def lora_config(model_args):
     from trl import get_peft_config
 
     model_args.use_peft = True
-    if model_args.lora_target_modules in (None, [], ["all-linear"]):
+    targets = model_args.lora_target_modules
+    if targets in (None, [], ["all-linear"]):
         model_args.lora_target_modules = "all-linear"
+    elif isinstance(targets, str) and targets != "all-linear":
+        # TRL turns a one-item list into a string, which PEFT would read as a full-name regex
+        model_args.lora_target_modules = [targets]
     return get_peft_config(model_args)
 
 
@@ -135,6 +143,7 @@ def adapters_to_compute_dtype(model, quantization_config) -> None:
     when the compute dtype is bf16. Call after the trainer is built, before training.
     """
     dtype = quantization_config.bnb_4bit_compute_dtype
-    for param in model.parameters():
-        if param.requires_grad and param.dtype != dtype:
+    for name, param in model.named_parameters():
+        # TRL keeps DoRA's magnitude vector in fp32 on purpose (bf16 can freeze its small updates)
+        if param.requires_grad and param.dtype != dtype and "lora_magnitude_vector" not in name:
             param.data = param.data.to(dtype)

@@ -9,6 +9,7 @@ held-out exact match before and after, data counts, machine, timing).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -27,6 +28,24 @@ def log(message: str) -> None:
     """Print on the main process only (one line per event, not one per rank)."""
     if is_main_process():
         print(f"[instructkit] {message}", flush=True)
+
+
+def use_all_cpu_cores() -> None:
+    """On CPU, give each process its share of the cores (cores / local processes).
+
+    `accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise, which halves a 2-core CPU run.
+    INSTRUCTKIT_NUM_THREADS overrides the choice.
+    """
+    import torch
+    from accelerate import PartialState
+
+    if torch.cuda.is_available():
+        return
+    wanted = os.environ.get("INSTRUCTKIT_NUM_THREADS")
+    if wanted is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", PartialState().num_processes))
+        wanted = max(1, len(os.sched_getaffinity(0)) // max(local, 1))
+    torch.set_num_threads(int(wanted))
 
 
 def machine_summary(training_args) -> dict:
@@ -59,6 +78,7 @@ class Run:
         modeling.check_local_path(self.model_args.model_name_or_path, "model_name_or_path")
         modeling.check_local_path(self.args.tokenizer_name_or_path, "tokenizer_name_or_path")
         self.start = time.time()
+        use_all_cpu_cores()
         self.metrics: dict = {"recipe": recipe, "machine": machine_summary(self.training_args)}
         log(f"{recipe} on {self.metrics['machine']} -> {self.training_args.output_dir}")
 
@@ -103,7 +123,7 @@ class Run:
             self.metrics.update(data=self.data_report.as_dict(), seconds=round(time.time() - self.start, 1))
             (out / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
         trainer.accelerator.wait_for_everyone()
-        log(f"saved to {out}: {'adapter' if self.model_args.use_peft else 'model'}, tokenizer, config.yaml, "
+        log(f"saved to {out}: {'adapter' if self.model_args.use_peft and self.recipe != 'sft_full' else 'model'}, tokenizer, config.yaml, "
             f"metrics.json ({round(time.time() - self.start, 1)} s in all)")
         return out
 

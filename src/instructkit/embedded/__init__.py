@@ -58,7 +58,32 @@ def current_spec() -> EmbeddedSpec:
 
 
 def ensure_embedded(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
-    """Return the cached build of `spec` (default: `current_spec()`), building it first if needed."""
+    """Return the cached build of the current preset, building it first (in a clean child process) if needed.
+
+    The build trains a model, so it never runs inside a recipe's process: it would reset that process's
+    accelerate state and, under several processes, block on TRL's barriers while the other rank waits on
+    the lock. The child sees no distributed environment and no GPU, so the build is the same everywhere.
+    """
+    import subprocess
+
+    spec = spec or current_spec()
+    assets = EmbeddedAssets(cache_root() / f"embedded-{spec.key()}")
+    if (assets.root / "BUILD.json").exists():
+        return assets
+    dist = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"}
+    env = {k: v for k, v in os.environ.items() if k not in dist and not k.startswith("ACCELERATE_")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    done = subprocess.run([sys.executable, "-m", "instructkit.embedded"], env=env)
+    if done.returncode != 0 or not (assets.root / "BUILD.json").exists():
+        from instructkit.errors import InstructkitError
+
+        raise InstructkitError(f"building the embedded default into {assets.root} failed (exit {done.returncode}).",
+                               fix="see the output above; INSTRUCTKIT_CACHE chooses another cache folder.")
+    return assets
+
+
+def build_cached(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
+    """Build `spec` into the cache in this process unless it is there; concurrent callers wait on a lock."""
     from filelock import FileLock
 
     spec = spec or current_spec()

@@ -24,7 +24,7 @@ from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-FORMAT_VERSION = 1  # bump when the builder's output changes for the same spec
+FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class EmbeddedSpec:
     n_train: int = 14400
     n_test: int = 300
     n_test_phrasings: int = 180
-    pretrain_facts: int = 48000
+    pretrain_facts: int = 16000
     pretrain_epochs: float = 1.0
     pretrain_lr: float = 2e-3
     pretrain_batch_size: int = 32
@@ -79,7 +79,8 @@ def build_tokenizer(spec: EmbeddedSpec):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    known = sorted(W._frame_words() | {"user", "assistant", "system"}, key=len, reverse=True)
+    # longest first so alternatives don't shadow each other; ties by name (set order varies per process)
+    known = sorted(W._frame_words() | {"user", "assistant", "system"}, key=lambda w: (-len(w), w))
     pattern = r"(?i:\b(?:" + "|".join(map(re.escape, known)) + r")\b)|."
     tk = Tokenizer(models.BPE(unk_token=None))
     tk.pre_tokenizer = pre_tokenizers.Sequence([
@@ -137,7 +138,15 @@ def build(spec: EmbeddedSpec, out_dir: Path) -> None:
     """Write base/ (model + tokenizer) and data/*.jsonl into out_dir."""
     import torch
 
+    deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
+    try:
+        _build(spec, out_dir)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _build(spec: EmbeddedSpec, out_dir: Path) -> None:
     t0 = time.time()
     world = W.World(spec.seed)
     data_dir = out_dir / "data"
