@@ -70,7 +70,9 @@ def ensure_embedded(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
     assets = EmbeddedAssets(cache_root() / f"embedded-{spec.key()}")
     if (assets.root / "BUILD.json").exists():
         return assets
-    dist = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"}
+    # no distributed variables, and not accelerate's OMP_NUM_THREADS=1: the build uses every core
+    dist = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
+            "OMP_NUM_THREADS"}
     env = {k: v for k, v in os.environ.items() if k not in dist and not k.startswith("ACCELERATE_")}
     env["CUDA_VISIBLE_DEVICES"] = ""
     done = subprocess.run([sys.executable, "-m", "instructkit.embedded"], env=env)
