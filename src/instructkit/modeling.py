@@ -104,12 +104,24 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
         if torch.cuda.is_available():  # quantized weights are placed at load time, one GPU per process
             kwargs["device_map"] = {"": PartialState().local_process_index}
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
+    if quantization_config is not None and not torch.cuda.is_available():
+        check_cpu_4bit_shapes(model, name)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     # Generation stops at the template's end-of-turn token and pads with the real pad token.
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def check_cpu_4bit_shapes(model, name: str, block: int = 32) -> None:
+    """bitsandbytes' CPU 4-bit inference kernels need every quantized layer's output size divisible by 32."""
+    bad = sorted({f"{type(m).__name__} {n.split('.')[-1]} (out {m.out_features})" for n, m in model.named_modules()
+                  if type(m).__name__ == "Linear4bit" and m.out_features % block})
+    if bad:
+        raise InstructkitError(f"4-bit layers of {name} cannot run on this CPU: output sizes must be multiples of "
+                               f"{block} for bitsandbytes' CPU kernels ({', '.join(bad[:4])}).",
+                               fix="use recipes/sft_lora.py on CPU, or run QLoRA on a GPU.")
 
 
 def qlora_config(model_args):

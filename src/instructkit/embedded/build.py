@@ -34,7 +34,7 @@ class EmbeddedSpec:
     seed: int = 0
     vocab_size: int = 640
     hidden_size: int = 256
-    intermediate_size: int = 688
+    intermediate_size: int = 704   # a multiple of 32: bitsandbytes' CPU 4-bit kernels need it
     num_hidden_layers: int = 4
     num_attention_heads: int = 8
     num_key_value_heads: int = 4
