@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instructkit.errors import InstructkitError
+from instructkit.paths import looks_like_local_path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 FORMAT_COLUMNS = {  # detection order matters: the first whose required columns are present wins
@@ -149,8 +150,7 @@ def read_source(name: str, config: str | None = None) -> dict[str, list[Record]]
         for f in files:
             splits.setdefault(_split_of(f.stem), []).extend(read_file(f))
         return splits
-    # Hub names are "name" or "org/name"; anything else that does not exist is a mistyped local path.
-    if path.suffix.lower() in DATA_SUFFIXES or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if looks_like_local_path(name, DATA_SUFFIXES):
         raise InstructkitError(f"data file {name} does not exist (relative paths start at {Path.cwd()}).",
                                fix="pass dataset_name with the path of an existing file or folder, "
                                    "or 'embedded' for the built-in data set.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from instructkit.errors import InstructkitError
+from instructkit.paths import looks_like_local_path
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -21,7 +22,7 @@ def check_local_path(name: str | None, key: str) -> None:
         if not path.is_dir():
             raise InstructkitError(f"{key} {name} is a file, not a model folder.",
                                    fix=f"set {key} to the folder holding config.json and the weights.")
-    elif name.startswith((".", "/", "~")) or name.count("/") > 1:  # hub names are "name" or "org/name"
+    elif looks_like_local_path(name):
         raise InstructkitError(f"{key} {name} does not exist (relative paths start at {Path.cwd()}).",
                                fix=f"set {key} to an existing folder, a hub name, or 'embedded'.")
 

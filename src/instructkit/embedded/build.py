@@ -23,7 +23,6 @@ from pathlib import Path
 from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec
 
 
@@ -79,6 +78,8 @@ def build_tokenizer(spec: EmbeddedSpec):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    from instructkit.modeling import chat_template_text
+
     # longest first so alternatives don't shadow each other; ties by name (set order varies per process)
     known = sorted(W._frame_words() | {"user", "assistant", "system"}, key=lambda w: (-len(w), w))
     pattern = r"(?i:\b(?:" + "|".join(map(re.escape, known)) + r")\b)|."
@@ -93,7 +94,7 @@ def build_tokenizer(spec: EmbeddedSpec):
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|bos|>", eos_token="<|im_end|>",
                                   pad_token="<|pad|>", unk_token=None,
                                   model_max_length=spec.max_position_embeddings)
-    tok.chat_template = (TEMPLATES_DIR / "chatml.jinja").read_text()
+    tok.chat_template = chat_template_text("chatml")
     return tok
 
 
