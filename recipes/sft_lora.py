@@ -29,7 +29,7 @@ def main():
 
     # Load model in full precision for the machine; LoRA adapters on every linear layer
     model = modeling.load_model(run.model_args, run.training_args, tokenizer)
-    peft_config = modeling.lora_config(run.model_args)
+    peft_config = modeling.lora_config(run.model_args, model, run.new_tokens)  # new template tokens train too
 
     # Initialize the trainer (it wraps the model with the adapters)
     trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer,

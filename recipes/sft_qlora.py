@@ -31,7 +31,7 @@ def main():
     # Load model quantized to 4-bit NF4 via bitsandbytes; LoRA adapters on every linear layer
     quantization = modeling.qlora_config(run.model_args)
     model = modeling.load_model(run.model_args, run.training_args, tokenizer, quantization_config=quantization)
-    peft_config = modeling.lora_config(run.model_args)
+    peft_config = modeling.lora_config(run.model_args, model, run.new_tokens)  # new template tokens train too
 
     # Initialize the trainer (it wraps the model with the adapters)
     trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer,

@@ -30,3 +30,56 @@ def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: d
            "--config_file", str(ROOT / "accelerate_configs" / "single_gpu.yaml"), script, *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+WORDS = ("You are terse. Reverse cat. tac Add 1 and 2. 3 Now add 4 and 5. 9 Upper case dog. DOG Thanks! "
+         "Name a colour. Blue is a colour. hello world the answer is")
+
+
+def make_tokenizer(bos_on_encode: bool = True):
+    """A tiny byte-level BPE tokenizer, built in milliseconds: <s> bos, </s> eos, <pad> pad, no chat template.
+
+    `bos_on_encode`: like Llama/Mistral/Gemma tokenizers, plain `tokenizer(text)` prepends <s>.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE(unk_token=None))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator([WORDS] * 4, trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<s>", "</s>", "<pad>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if bos_on_encode:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                          special_tokens=[("<s>", tk.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def tiny_model(tokenizer, tied: bool = False):
+    """A randomly initialised one-layer Llama for `tokenizer` (enough for SFTTrainer to prepare data)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                        tie_word_embeddings=tied))
+
+
+def sft_trainer(tok, rows, fmt, model=None, peft_config=None, **config):
+    """TRL's SFTTrainer on rows in TRL's forms, with the loss instructkit configures: TRL tokenizes and masks.
+
+    Returns (trainer, DataReport) ready for `preflight.check`.
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from instructkit import data
+
+    report = data.DataReport(format=fmt)
+    report.conversational = data.is_conversational(rows[0])
+    args = SFTConfig(output_dir="/tmp/ik-templates", bf16=False, use_cpu=True, report_to="none", save_strategy="no",
+                     activation_checkpointing=False, **{"max_length": 512, **config})
+    data.configure_loss(args, report, tok)
+    trainer = SFTTrainer(model=model or tiny_model(tok), args=args, processing_class=tok, peft_config=peft_config,
+                         train_dataset=Dataset.from_list(rows))
+    return trainer, report

@@ -1,9 +1,12 @@
 """The `instructkit` console script."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 CLI = str(Path(sys.executable).with_name("instructkit"))
 
@@ -20,3 +23,29 @@ def test_embedded_reports_the_cached_build(embedded):
     info = json.loads(out)
     assert info["model_dir"] == str(embedded.model_dir)
     assert info["weights_sha256"] == embedded.info["weights_sha256"]
+
+
+def test_inspect_marks_trained_tokens_and_prints_statistics(embedded, capsys):
+    """In-process (as `instructkit inspect --config ... -n 2`): rows with markers, per-split statistics, preflight."""
+    from instructkit.cli import main
+
+    config = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "sft_full.yaml"
+    main(["inspect", "--config", str(config), "-n", "2", "--max_length", "96"])
+    out = capsys.readouterr().out
+    assert "== 2 training rows (trained tokens between ⟦ and ⟧)" in out
+    rows = out.split("-- tokenized row ")[1:3]
+    assert len(rows) == 2 and all("<|im_start|>assistant\n⟦" in r and "<|im_end|>⟧" in r for r in rows)
+    assert "format: alpaca, max_length: 96, loss on: the completion's assistant content and end-of-turn token" in out
+    for split in ("train", "test", "test_phrasings"):
+        assert re.search(rf"\n{split}: (\d+) rows -> \1 tokenized, [\d,]+ tokens, [\d,]+ trained \(\d+\.\d%\)\n"
+                         r"  length p50/p90/p99/max: \d+/\d+/\d+/\d+ \(max_length 96\)\n  truncated: \d+", out), out
+    assert "preflight ok: " in out and "end of turn '<|im_end|>' trained" in out
+
+
+def test_inspect_rejects_a_bad_override_like_a_recipe(capsys):
+    from instructkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "--max_lenght", "64"])
+    assert exit_info.value.code == 2
+    assert "did you mean '--max_length'?" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def test_alpaca_jsonl_becomes_conversational_prompt_completion(tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "1 and 2", "output": "3",
                                               "system": "Be brief."}] + ALPACA)
     ds, report = data.load_sft_data(args_for(path, test_split_size=5), seed=0)
-    assert report.format == "alpaca"
+    assert report.format == "alpaca" and report.conversational
     assert report.rows == {"train": 16, "test": 5}
     first = [r for r in list(ds["train"]) + list(ds["test"]) if r["completion"][0]["content"] == "3"][0]
     assert first["prompt"] == [{"role": "system", "content": "Be brief."},
@@ -125,7 +125,10 @@ def test_embedded_data_has_both_heldout_splits(embedded):
 
 
 def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
-    """The real collator's labels: -100 on every prompt and pad position, the response + <|im_end|> trained."""
+    """The real collator's labels: -100 on every prompt and pad position, the response + <|im_end|> trained.
+
+    The template has generation markers, so the completion is masked to them too: ChatML's newline after
+    <|im_end|> (rendered, not generated) is not trained."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
@@ -133,7 +136,7 @@ def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
     ds, report = data.load_sft_data(InstructkitArguments(), seed=0)
     args = SFTConfig(output_dir="/tmp/ik-mask", bf16=False, use_cpu=True, report_to="none", max_length=128,
                      activation_checkpointing=False)
-    data.configure_loss(args, report)
+    data.configure_loss(args, report, tok)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(embedded.model_dir), args=args,
                          processing_class=tok, train_dataset=ds["train"].select(range(4)))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
@@ -141,12 +144,26 @@ def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
         row = ds["train"][i]
         ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
         trained = [t for t, l in zip(ids, labels) if l != -100]
-        assert tok.decode(trained) == row["completion"][0]["content"] + "<|im_end|>\n"
+        assert tok.decode(trained) == row["completion"][0]["content"] + "<|im_end|>"  # not the newline after it
         prompt_len = len(tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True,
                                                  return_dict=True)["input_ids"])
         assert labels[:prompt_len] == [-100] * prompt_len       # every prompt token masked
         assert all(l == -100 for t, l in zip(ids, labels) if t == tok.pad_token_id)
         assert tok.eos_token_id in trained                      # the model learns to stop
+
+
+def test_string_prompt_completion_rows_keep_completion_only_loss(tmp_path):
+    """Plain strings are not rendered by the template, so TRL's assistant-only loss cannot apply (it would raise)."""
+    from conftest import make_tokenizer
+    from instructkit import chat_templates
+
+    path = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": f"Q{i}", "completion": f" A{i}"} for i in range(4)])
+    _, report = data.load_sft_data(args_for(path, test_split_size=0), seed=0)
+    tok = make_tokenizer()
+    chat_templates.set_chat_template(tok, "chatml")
+    args = SimpleNamespace(assistant_only_loss=False)
+    data.configure_loss(args, report, tok)
+    assert not report.conversational and args.completion_only_loss and not args.assistant_only_loss
 
 
 def test_conversational_prompt_completion_rows_are_accepted():

@@ -2,6 +2,8 @@
 
     instructkit list                 # recipes x configs x launch configs, with the command for each
     instructkit embedded [--json]    # build the embedded default if needed, print where it is and what it holds
+    instructkit inspect [--config x.yaml] [-n 3] [--key value ...]
+                                     # tokenized rows with trained tokens marked, statistics, preflight checks
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def cmd_embedded(args) -> None:
     print(f"built in {info['build_seconds']} s; weights sha256 {info['weights_sha256'][:16]}")
 
 
+def cmd_inspect(args) -> None:
+    from instructkit.inspection import inspect_config
+
+    inspect_config((["--config", args.config] if args.config else []) + args.overrides, n=args.n)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="instructkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,7 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     emb = sub.add_parser("embedded", help="build (if needed) and describe the embedded default")
     emb.add_argument("--json", action="store_true", help="print the build record as JSON")
     emb.set_defaults(func=cmd_embedded)
-    args = parser.parse_args(argv)
+    ins = sub.add_parser("inspect", help="show what a recipe config trains on: tokenized rows with the trained "
+                                         "tokens marked, per-split statistics, preflight checks",
+                         description="Any other --key value is a recipe override, as on a recipe's command line.",
+                         allow_abbrev=False)
+    ins.add_argument("--config", help="recipe YAML config (default: the embedded default's settings)")
+    ins.add_argument("-n", type=int, default=3, help="number of training rows to print (default 3)")
+    ins.set_defaults(func=cmd_inspect)
+    args, args.overrides = parser.parse_known_args(argv)  # recipe overrides, checked by the recipe parser
+    if args.overrides and args.command != "inspect":
+        parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
     with user_errors():
         args.func(args)
 

@@ -73,7 +73,9 @@ class InstructkitArguments:
     chat_template: str | None = dataclasses.field(
         default=None,
         metadata={
-            "help": "Name of a bundled chat template or a path to a .jinja file; used when the tokenizer has none."
+            "help": "A bundled chat template (alpaca, chatml, gemma, llama3, mistral, qwen2_5, zephyr) or a path to a "
+            ".jinja file; replaces the tokenizer's own template. Control tokens the bundled template needs are added "
+            "to the tokenizer, and their embeddings are trained (also under LoRA)."
         },
     )
     on_bad_rows: str = dataclasses.field(

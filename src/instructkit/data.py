@@ -58,6 +58,7 @@ class DataReport:
     rows: dict = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
     truncated: int = 0
+    conversational: bool = True  # rows are message lists (rendered by the chat template), not plain strings
 
     def as_dict(self) -> dict:
         return {"format": self.format, "rows": self.rows, "skipped": dict(self.skipped), "truncated": self.truncated}
@@ -330,7 +331,13 @@ def load_sft_data(args, seed: int = 42):
         if test:
             out["test"] = test
     report.rows = {k: len(v) for k, v in out.items()}
+    report.conversational = is_conversational(out["train"][0])
     return DatasetDict({k: Dataset.from_list(v) for k, v in out.items()}), report
+
+
+def is_conversational(row: dict) -> bool:
+    """Message lists (rendered through the chat template), not plain strings."""
+    return isinstance(row.get("messages"), list) or isinstance(row.get("prompt"), list)
 
 
 def split_by_size(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -362,12 +369,29 @@ def exact_match_rows(dataset, limit: int) -> list[dict]:
 
 # --- what TRL does with the rows ------------------------------------------------------------------------
 
-def configure_loss(training_args, report: DataReport) -> None:
-    """Train on responses only: completion-only for prompt/completion forms, assistant-only for conversations."""
+def configure_loss(training_args, report: DataReport, tokenizer=None) -> None:
+    """Train on responses only: completion-only for prompt/completion forms, assistant-only for conversations.
+
+    With the tokenizer: conversations need a template with `{% generation %}` markers (or one TRL has a training
+    variant of), checked here rather than deep in TRL. A conversational prompt/completion row whose template has
+    them also gets assistant-only loss; TRL then trains the tokens both masks keep, i.e. the completion's content
+    and end-of-turn token but not what the template renders after it (ChatML's newline).
+    """
+    from instructkit.chat_templates import bundled_names, training_template
+
     if report.format in ("alpaca", "prompt_completion"):
         training_args.completion_only_loss = True
+        if tokenizer is not None and report.conversational and training_template(tokenizer):
+            training_args.assistant_only_loss = True
     elif report.format in ("messages", "sharegpt"):
-        training_args.assistant_only_loss = True  # needs {% generation %} markers; TRL swaps in known templates
+        training_args.assistant_only_loss = True
+        if tokenizer is not None and not training_template(tokenizer):
+            raise InstructkitError(
+                f"{report.format} data trains the assistant turns only, which needs a chat template that marks them "
+                "with {% generation %} ... {% endgeneration %}; the tokenizer's template has no such markers and TRL "
+                "knows no training variant of it.",
+                fix="set chat_template: to a bundled template (" + ", ".join(bundled_names()) + ") or a .jinja "
+                    "file with the markers around each assistant turn's content and end-of-turn token.")
 
 
 def report_dropped(dataset, trainer, report: DataReport) -> None:

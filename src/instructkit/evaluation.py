@@ -14,7 +14,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     """Greedy answers for chat prompts (message lists) or plain string prompts, in input order."""
     import torch
 
-    eos_id = tokenizer.eos_token_id
+    from instructkit.chat_templates import stop_token_ids
+
+    stop_ids = stop_token_ids(tokenizer)  # the template's end-of-turn token first, then eos
     was_training, side = model.training, tokenizer.padding_side
     tokenizer.padding_side = "left"
     model.eval()
@@ -30,10 +32,11 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
             enc = {k: v.to(model.device) for k, v in enc.items()}
             with torch.no_grad():
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     eos_token_id=eos_id, pad_token_id=tokenizer.pad_token_id)
+                                     eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
             for row in gen[:, enc["input_ids"].shape[1]:].tolist():
-                stopped = eos_id in row
-                row = row[:row.index(eos_id)] if stopped else row
+                end = next((i for i, t in enumerate(row) if t in stop_ids), None)
+                stopped = end is not None
+                row = row[:end] if stopped else row
                 out.append({"text": tokenizer.decode(row, skip_special_tokens=True), "stopped": stopped})
     finally:
         tokenizer.padding_side = side

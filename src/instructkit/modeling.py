@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from instructkit.chat_templates import chat_template_text  # noqa: F401  (the embedded build imports it from here)
+from instructkit.chat_templates import bundled_names, set_chat_template, stop_token_ids
 from instructkit.errors import InstructkitError
 from instructkit.paths import looks_like_local_path
-
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def check_local_path(name: str | None, key: str) -> None:
@@ -47,39 +47,28 @@ def _from_pretrained(loader, name: str, what: str, **kwargs):
                                    "local folders and already cached hub models load.") from None
 
 
-def chat_template_text(name_or_path: str) -> str:
-    """A bundled template by name (e.g. 'chatml') or a .jinja file path."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix == ".jinja" or path.exists():
-        if not path.is_file():
-            raise InstructkitError(f"chat template file {name_or_path} does not exist.",
-                                   fix="pass a .jinja path or the name of a bundled template.")
-        return path.read_text()
-    bundled = TEMPLATES_DIR / f"{name_or_path}.jinja"
-    if not bundled.is_file():
-        names = ", ".join(sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja")))
-        raise InstructkitError(f"unknown chat template {name_or_path!r}.", fix=f"use one of: {names}, or a .jinja path.")
-    return bundled.read_text()
-
-
 def load_tokenizer(model_args, args, training_args):
-    """The tokenizer, with a chat template and a pad token distinct from eos (so the model learns to stop)."""
+    """The tokenizer, with a chat template and a pad token distinct from eos (so the model learns to stop).
+
+    Returns (tokenizer, ids of the template's control tokens it had to add): those need trained embedding rows
+    (`load_model` resizes; `lora_config(..., new_tokens=...)` makes them trainable under LoRA).
+    """
     from transformers import AutoTokenizer
 
     key = "tokenizer_name_or_path" if args.tokenizer_name_or_path else "model_name_or_path"
     name = resolve_model_path(args.tokenizer_name_or_path or model_args.model_name_or_path, key)
     tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "tokenizer", revision=model_args.model_revision,
                            trust_remote_code=training_args.trust_remote_code)
-    if args.chat_template:
-        tok.chat_template = chat_template_text(args.chat_template)
+    new_tokens = set_chat_template(tok, args.chat_template) if args.chat_template else []
     if not tok.chat_template and args.dataset_format != "text":
         raise InstructkitError(f"the tokenizer of {name} has no chat template, and instruction data is trained "
-                               "through one.", fix="set chat_template: chatml (bundled) or a .jinja path, "
-                                                   "or use text data (dataset_format: text).")
-    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
-        # A pad equal to eos gets masked out of the loss, and the model never learns to stop.
+                               "through one.",
+                               fix=f"set chat_template: to a bundled template ({', '.join(bundled_names())}) or a "
+                                   ".jinja path, or use text data (dataset_format: text).")
+    if tok.pad_token is None or tok.pad_token_id in stop_token_ids(tok):
+        # A pad equal to eos / end of turn gets masked out of the loss, and the model never learns to stop.
         tok.add_special_tokens({"pad_token": "<|pad|>"})
-    return tok
+    return tok, new_tokens
 
 
 def torch_dtype(name: str):
@@ -109,8 +98,9 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
         check_cpu_4bit_shapes(model, name)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
-    # Generation stops at the template's end-of-turn token and pads with the real pad token.
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    # Generation stops at the template's end-of-turn token (and eos) and pads with the real pad token.
+    stop = stop_token_ids(tokenizer)
+    model.generation_config.eos_token_id = stop[0] if len(stop) == 1 else stop
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -134,8 +124,11 @@ def qlora_config(model_args):
     return get_quantization_config(model_args)
 
 
-def lora_config(model_args):
-    """LoRA from the `lora_*` keys; all linear layers unless `lora_target_modules` names others."""
+def lora_config(model_args, model=None, new_tokens=()):
+    """LoRA from the `lora_*` keys; all linear layers unless `lora_target_modules` names others.
+
+    `new_tokens` (ids the chat template added, see `load_tokenizer`) must be learned too: `train_new_tokens`.
+    """
     from trl import get_peft_config
 
     model_args.use_peft = True
@@ -145,7 +138,38 @@ def lora_config(model_args):
     elif isinstance(targets, str) and targets != "all-linear":
         # TRL turns a one-item list into a string, which PEFT would read as a full-name regex
         model_args.lora_target_modules = [targets]
-    return get_peft_config(model_args)
+    peft_config = get_peft_config(model_args)
+    if new_tokens:
+        train_new_tokens(peft_config, model, list(new_tokens))
+    return peft_config
+
+
+def train_new_tokens(peft_config, model, token_ids: list[int]) -> None:
+    """Under LoRA, train the embedding rows of tokens the chat template added; frozen, they stay random.
+
+    Input embeddings: only the new rows (`trainable_token_indices`). Output: the whole LM head (`modules_to_save`),
+    as TRL does for `clone_chat_template`. Not `trainable_token_indices` on the LM head, nor on tied embeddings
+    (where PEFT wraps the LM head the same way): TRL's fused LM head reads `lm_head.weight` *and* `lm_head.bias`,
+    and PEFT's TrainableTokensWrapper has no `bias` (AttributeError at the first step; trl 1.16, peft 0.21). Tied
+    embeddings therefore train both modules whole (`modules_to_save`), kept as one tensor (`ensure_weight_tying`).
+    """
+    from instructkit.runs import log
+
+    embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
+    names = {module: name.rsplit(".", 1)[-1] for name, module in model.named_modules() if module in (embeddings, head)}
+    modules = list(peft_config.modules_to_save or [])
+    if head is not None and head.weight is embeddings.weight:
+        modules += [names[embeddings], names[head]]
+        peft_config.ensure_weight_tying = True
+    else:
+        indices = dict(peft_config.trainable_token_indices or {})
+        indices[names[embeddings]] = sorted(set(indices.get(names[embeddings], [])) | set(token_ids))
+        peft_config.trainable_token_indices = indices
+        if head is not None:
+            modules.append(names[head])
+    peft_config.modules_to_save = list(dict.fromkeys(modules))
+    log(f"LoRA: {len(token_ids)} tokens added by the chat template are trained (trainable_token_indices="
+        f"{peft_config.trainable_token_indices}, modules_to_save={peft_config.modules_to_save})")
 
 
 def adapters_to_compute_dtype(model, quantization_config) -> None:

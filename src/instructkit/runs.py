@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from instructkit import data, modeling
+from instructkit import data, modeling, preflight
 from instructkit.config import InstructkitArguments, parse_recipe_args, save_resolved_config
 
 
@@ -84,15 +84,22 @@ class Run:
 
     # -- steps ------------------------------------------------------------------------------------------
     def load_data(self):
-        """Validated rows in TRL's forms, with held-out split(s); also sets the loss mask for the format."""
+        """Validated rows in TRL's forms, with held-out split(s)."""
         self.dataset, self.data_report = data.load_sft_data(self.args, seed=self.training_args.seed)
-        data.configure_loss(self.training_args, self.data_report)
         for line in self.data_report.lines():
             log(line)
         return self.dataset
 
     def load_tokenizer(self):
-        self.tokenizer = modeling.load_tokenizer(self.model_args, self.args, self.training_args)
+        """Tokenizer + chat template (after `load_data`): sets the loss mask for the data's format and template.
+
+        `self.new_tokens`: ids of control tokens the template added (pass to `modeling.lora_config`).
+        """
+        self.tokenizer, self.new_tokens = modeling.load_tokenizer(self.model_args, self.args, self.training_args)
+        if self.new_tokens:
+            log(f"chat template {self.args.chat_template}: added tokens "
+                f"{self.tokenizer.convert_ids_to_tokens(self.new_tokens)} (their embeddings are trained)")
+        data.configure_loss(self.training_args, self.data_report, self.tokenizer)
         return self.tokenizer
 
     def trainer_datasets(self) -> dict:
@@ -102,6 +109,7 @@ class Run:
     def train(self, trainer):
         """Held-out exact match before, training, exact match after; prints both."""
         data.report_dropped(self.dataset, trainer, self.data_report)
+        log(preflight.summary(preflight.check(trainer, self.data_report)))
         before = self.exact_match(trainer.model)
         log(format_exact_match("before training", before))
         result = trainer.train(resume_from_checkpoint=self.training_args.resume_from_checkpoint)

@@ -1,0 +1,162 @@
+"""Chat templates: the bundled training templates, putting one on a tokenizer, and what a template renders.
+
+Every bundled template (`templates/<name>.jinja`) wraps each assistant turn's content *and its end-of-turn token*
+in `{% generation %}` markers, so TRL's assistant-only loss trains exactly what the model has to produce, including
+the token that makes it stop. Control tokens a template needs (`<|im_start|>`, `<start_of_turn>`, ...) are added to
+the tokenizer when it lacks them; the caller resizes the embeddings and makes those rows trainable (see
+`modeling.load_model` / `modeling.lora_config`).
+
+BOS: TRL tokenizes conversations with `apply_chat_template(tokenize=True)` (trl/data_utils.py `_tokenize`, called from
+`SFTTrainer._prepare_dataset`), and transformers 5.23 encodes the rendered text with `add_special_tokens=False`
+(`PreTrainedTokenizerBase.apply_chat_template`); TRL's collators that render text themselves pass
+`add_special_tokens=False` too. So in a conversation the BOS comes from the template alone: the bundled templates
+for BOS-using families render `{{ bos_token }}` once, and a tokenizer that adds a BOS on encode adds none here.
+Rendering to text and then calling `tokenizer(text)` would give two; `preflight` checks the tokenized rows. String
+(non-conversational) prompt/completion and text rows are encoded with the tokenizer's defaults and get its own BOS.
+
+A tokenizer whose own template is byte-identical to one TRL knows (Llama 3, Qwen2.5, Gemma, ...) keeps it: with
+assistant-only loss TRL swaps in its training variant by itself (`get_training_chat_template`); nothing here
+replaces a template unless `chat_template:` asks for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from instructkit.errors import InstructkitError
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+# Control tokens of each bundled template that must be single tokens. mistral, zephyr and alpaca use plain-text
+# markers plus the tokenizer's own bos/eos, so a base model needs nothing new for them.
+TEMPLATE_TOKENS = {
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "qwen2_5": ("<|im_start|>", "<|im_end|>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+}
+
+# A probe conversation: the answer is a string no template adds or changes.
+_QUESTION, _ANSWER = "Name a colour.", "Blue is a colour."
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+
+
+def _bundled_name(name_or_path: str) -> str | None:
+    """The bundled template `name_or_path` names, or None when it is a file path."""
+    path = Path(name_or_path).expanduser()
+    return None if path.suffix == ".jinja" or path.exists() else name_or_path
+
+
+def chat_template_text(name_or_path: str) -> str:
+    """A bundled template by name (e.g. 'chatml') or a .jinja file path."""
+    name = _bundled_name(name_or_path)
+    if name is None:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise InstructkitError(f"chat template file {name_or_path} does not exist.",
+                                   fix="pass a .jinja path or the name of a bundled template.")
+        return path.read_text()
+    bundled = TEMPLATES_DIR / f"{name}.jinja"
+    if not bundled.is_file():
+        raise InstructkitError(f"unknown chat template {name_or_path!r}.",
+                               fix=f"use one of: {', '.join(bundled_names())}, or a .jinja path.")
+    return bundled.read_text()
+
+
+def set_chat_template(tokenizer, name_or_path: str) -> list[int]:
+    """Put a template on `tokenizer`; add the bundled template's control tokens it lacks. Returns their new ids.
+
+    New ids need new embedding rows (`model.resize_token_embeddings(len(tokenizer))`) that are trained.
+    """
+    tokenizer.chat_template = chat_template_text(name_or_path)
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in TEMPLATE_TOKENS.get(_bundled_name(name_or_path) or "", ()) if t not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    try:
+        render(tokenizer, _probe())
+    except Exception as err:  # jinja's TemplateError, or UndefinedError for a token the tokenizer lacks
+        raise InstructkitError(f"chat template {name_or_path} does not render with this tokenizer "
+                               f"({type(err).__name__}: {err}).",
+                               fix="a template using bos_token/eos_token needs a tokenizer that defines them; "
+                                   "check the template or pick another bundled one.") from None
+    return tokenizer.convert_tokens_to_ids(missing)
+
+
+def _probe(answer: bool = True, follow_up: bool = True) -> list[dict]:
+    chat = [{"role": "user", "content": _QUESTION}]
+    if answer:
+        chat.append({"role": "assistant", "content": _ANSWER})
+        if follow_up:  # some templates close an assistant turn only when another message follows
+            chat.append({"role": "user", "content": _QUESTION})
+    return chat
+
+
+def render(tokenizer, messages: list[dict], chat_template: str | None = None, **kwargs) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, chat_template=chat_template, **kwargs)
+
+
+def end_of_turn_token(tokenizer, chat_template: str | None = None) -> str | None:
+    """The special token that closes an assistant turn: the one right after the answer in a rendered conversation.
+
+    None when the template puts no special token there (the model would have nothing to stop on).
+    """
+    text = render(tokenizer, _probe(), chat_template)
+    if _ANSWER not in text:
+        return None
+    after = text[text.index(_ANSWER) + len(_ANSWER):].lstrip(" ")  # a newline here means no end-of-turn token
+    specials = set(tokenizer.get_added_vocab()) | set(tokenizer.all_special_tokens)
+    return next((t for t in sorted(specials, key=len, reverse=True) if t and after.startswith(t)), None)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Ids generation stops on: the template's end-of-turn token, then eos (when it differs)."""
+    eot = end_of_turn_token(tokenizer) if tokenizer.chat_template else None
+    ids = [tokenizer.convert_tokens_to_ids(eot) if eot else None, tokenizer.eos_token_id]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def renders_bos(tokenizer, chat_template: str | None = None) -> bool:
+    bos = tokenizer.bos_token
+    return bool(bos) and render(tokenizer, _probe(), chat_template).startswith(bos)
+
+
+def generation_prompt_problem(tokenizer, training_template: str | None = None) -> str | None:
+    """What is wrong with how a prompt is rendered for generation, or None.
+
+    The prompt rendered with `add_generation_prompt=True` (the tokenizer's template, as at inference) must be a
+    prefix of the conversation rendered for training (`training_template`, default the same), followed directly by
+    the answer: then what the model sees at inference is what it was trained on, and what follows is the answer.
+    """
+    prompt = render(tokenizer, _probe(answer=False), add_generation_prompt=True)
+    full = render(tokenizer, _probe(follow_up=False), training_template)
+    if not full.startswith(prompt):
+        return (f"the prompt rendered for generation ends {prompt[-40:]!r}, but in training the conversation "
+                f"renders {full[:len(prompt)][-40:]!r} there")
+    rest = full[len(prompt):]
+    if not rest.lstrip(" ").startswith(_ANSWER):
+        return (f"after the generation prompt, training renders {rest[:40]!r} before the answer, so "
+                f"add_generation_prompt does not open the assistant turn")
+    return None
+
+
+def training_template(tokenizer) -> str | None:
+    """The template TRL's assistant-only loss renders with, or None when it has none.
+
+    The tokenizer's own if it has `{% generation %}` markers, else TRL's training variant of a template it knows
+    (exact match), as `SFTTrainer.__init__` decides.
+    """
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = tokenizer.chat_template
+    if not template:
+        return None
+    if has_generation_markers(template):
+        return template if isinstance(template, str) else template["default"]
+    try:
+        return get_training_chat_template(tokenizer)
+    except ValueError:
+        return None

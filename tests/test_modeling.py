@@ -1,0 +1,43 @@
+"""Model side of a chat template: new control tokens get embedding rows that train, also under LoRA."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import make_tokenizer, sft_trainer, tiny_model
+from instructkit import chat_templates, data, modeling
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_tokens_added_by_a_template_are_resized_and_trained_under_lora(tmp_path, tied):
+    """One loss + backward through TRL's fused LM head: the new tokens' rows get gradients (tied or not)."""
+    from trl import ModelConfig
+
+    tok = make_tokenizer()
+    tiny_model(tok, tied=tied).save_pretrained(tmp_path)  # a base model that has never seen the template
+    new = chat_templates.set_chat_template(tok, "gemma")
+    assert tok.convert_ids_to_tokens(new) == ["<start_of_turn>", "<end_of_turn>"]
+
+    model_args = ModelConfig(model_name_or_path=str(tmp_path), dtype="float32", lora_r=4, lora_alpha=8)
+    model = modeling.load_model(model_args, SimpleNamespace(trust_remote_code=False), tok)
+    assert model.get_input_embeddings().num_embeddings == len(tok)
+    assert model.generation_config.eos_token_id == [tok.convert_tokens_to_ids("<end_of_turn>"), tok.eos_token_id]
+    peft_config = modeling.lora_config(model_args, model, new)
+
+    rows = [data.convert_row({"instruction": "Reverse cat.", "output": "tac"}, "alpaca")]
+    trainer, _ = sft_trainer(tok, rows, "alpaca", model=model, peft_config=peft_config)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    trainer.compute_loss(trainer.model, batch).backward()
+    grads = {n: p.grad for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_" not in n}
+    wrapped = sorted(n.split("model.")[-1].rsplit(".default", 1)[0] for n in grads)
+    if tied:  # whole, as modules_to_save, still one tensor (named_parameters lists it once)
+        assert wrapped == ["embed_tokens.modules_to_save"]
+        base = trainer.model.base_model.model
+        assert base.lm_head.modules_to_save.default.weight is base.model.embed_tokens.modules_to_save.default.weight
+    else:  # the new input rows only, and the LM head
+        assert wrapped == ["embed_tokens.token_adapter.trainable_tokens_delta", "lm_head.modules_to_save"]
+    embeddings = next(g for n, g in grads.items() if "embed_tokens" in n)
+    head = embeddings if tied else next(g for n, g in grads.items() if "lm_head" in n)
+    end_of_turn = tok.convert_tokens_to_ids("<end_of_turn>")
+    assert head[end_of_turn].abs().sum() > 0  # the model learns to emit the new end-of-turn token
+    assert embeddings.abs().sum() > 0
