@@ -23,7 +23,7 @@ from pathlib import Path
 from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
-FORMAT_VERSION = 2  # bump when the builder's output changes for the same spec
+FORMAT_VERSION = 3  # bump when the builder's output changes for the same spec
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,18 @@ class EmbeddedSpec:
 
     seed: int = 0
     vocab_size: int = 640
-    hidden_size: int = 256
-    intermediate_size: int = 704   # a multiple of 32: bitsandbytes' CPU 4-bit kernels need it
+    hidden_size: int = 160
+    intermediate_size: int = 448   # a multiple of 32: bitsandbytes' CPU 4-bit kernels need it
     num_hidden_layers: int = 4
-    num_attention_heads: int = 8
-    num_key_value_heads: int = 4
+    num_attention_heads: int = 5   # head size 32
+    num_key_value_heads: int = 5
     max_position_embeddings: int = 256
     n_train: int = 14400
     n_test: int = 300
     n_test_phrasings: int = 180
-    pretrain_facts: int = 16000
+    pretrain_facts: int = 48000
     pretrain_epochs: float = 1.0
-    pretrain_lr: float = 2e-3
+    pretrain_lr: float = 1e-3
     pretrain_batch_size: int = 32
 
     def key(self) -> str:
@@ -117,6 +117,9 @@ def pretrain(spec: EmbeddedSpec, model, tok, facts: list[dict], work_dir: Path) 
 
     Through TRL's SFTTrainer on string prompt/completion rows, loss on the continuation: statements are
     mostly random arguments, and a loss on those would spend the small compute budget on noise.
+    Batches are drawn at random, never grouped by length: each task has its own typical length, so
+    length-grouped batches hold one task each and the model never forms the copying circuits (measured:
+    0 % on copy tasks after 3,000 grouped steps, 79-100 % after 1,500 random ones).
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -124,8 +127,9 @@ def pretrain(spec: EmbeddedSpec, model, tok, facts: list[dict], work_dir: Path) 
     args = SFTConfig(
         output_dir=str(work_dir), num_train_epochs=spec.pretrain_epochs,
         per_device_train_batch_size=spec.pretrain_batch_size, learning_rate=spec.pretrain_lr,
-        lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.01, max_length=spec.max_position_embeddings,
-        completion_only_loss=True, eos_token="<|endoftext|>", train_sampling_strategy="group_by_length", seed=spec.seed, data_seed=spec.seed, bf16=False, use_cpu=True,
+        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.01, max_length=spec.max_position_embeddings,
+        completion_only_loss=True, eos_token="<|endoftext|>", train_sampling_strategy="random", seed=spec.seed, data_seed=spec.seed,
+        bf16=False, use_cpu=True,
         activation_checkpointing=False, save_strategy="no", report_to="none", logging_steps=50,
         dataloader_num_workers=0, disable_tqdm=True)
     # A copy: TRL sets the tokenizer's eos to `eos_token`; the saved tokenizer keeps <|im_end|> (end of turn).

@@ -74,6 +74,12 @@ TASKS: tuple[Task, ...] = (
          ("Rearrange {xs} so that each number is bigger than the one before.", "Rank {xs} beginning with the least."),
          ("{xs} sorted is {ans}.", "in order, {xs} is {ans}.", "{xs} ascending is {ans}."),
          lambda x: _fmt_list(sorted(x["xs"]))),
+    Task("repeat",
+         ("Repeat {w}.", "Copy this word exactly.|{w}", "Say {w} again.", "Write the word {w} once more.",
+          "Echo back: {w}", "Repeat the following word.|{w}"),
+         ("Parrot the word {w} without changing it.", "Give {w} back to me unchanged."),
+         ("{w} repeated is {ans}.", "{w} again is {ans}.", "{w} copied is {ans}."),
+         lambda x: x["w"]),
     Task("upper",
          ("Convert to uppercase: {w}", "Write this word in capital letters.|{w}", "Make upper case: {w}",
           "Uppercase the word {w}.", "Write in all caps: {w}", "Change the following word to uppercase.|{w}"),
@@ -159,7 +165,7 @@ class World:
         if task == "add":
             a, b = rng.choice(sorted(self.heldout_pairs)) if heldout else rng.choice(self.train_pairs)
             return {"a": a, "b": b}
-        if task in ("reverse", "upper", "length"):
+        if task in ("repeat", "reverse", "upper", "length"):
             return {"w": rng.choice(words)}
         if task == "lower":
             return {"W": rng.choice(words).upper()}
