@@ -46,10 +46,16 @@ def test_heldout_arguments_never_appear_in_training_text():
     pretrain = " ".join(f["prompt"] + f["completion"] for f in W.pretraining_facts(world, 9000, 0))
     train_text = " ".join(r["instruction"] + " " + r["input"] + " " + r["output"] for r in train)
     train_tokens = set(re.findall(r"[a-zA-Z]+", train_text + " " + pretrain))
-    for word in world.heldout_words + world.heldout_entries:  # argument words and Zorbish glossary words
+    for word in world.heldout_words:  # argument words
         assert word not in train_tokens and word.upper() not in train_tokens
     train_pairs = {(int(a), int(b)) for a, b in re.findall(r"(\d+) plus (\d+)", pretrain)}
     assert not train_pairs & world.heldout_pairs
+    # glossaries: no held-out Zorbish-English pair in any training text; held-out items use only such pairs
+    glossary = re.compile(r"([a-z]+) = ([a-z]+)")
+    trained = set(glossary.findall(train_text + " " + pretrain))
+    assert trained and not any(W.is_heldout_pair(z, m) for z, m in trained)
+    test = " ".join(r["instruction"] + " " + r["input"] for r in W.instruction_rows(world, 300, 0, "test"))
+    assert glossary.findall(test) and all(W.is_heldout_pair(z, m) for z, m in glossary.findall(test))
 
 
 def test_heldout_phrasings_are_unseen_and_every_task_is_covered():

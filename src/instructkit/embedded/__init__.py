@@ -43,6 +43,11 @@ class EmbeddedAssets:
         return self.root / "data"
 
     @property
+    def preference_dir(self) -> Path:
+        """train.jsonl, test.jsonl: preference pairs from the same world (`ensure_preference_data` writes them)."""
+        return self.root / "preference"
+
+    @property
     def info(self) -> dict:
         return json.loads((self.root / "BUILD.json").read_text())
 
@@ -104,3 +109,31 @@ def build_cached(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
         build(spec, tmp)
         tmp.rename(root)  # atomic: a killed build never leaves a half-written cache behind
     return assets
+
+
+def ensure_preference_data(spec: EmbeddedSpec | None = None) -> Path:
+    """The embedded preference data (for DPO), generated next to the cached build on first use (about a second).
+
+    Same world and seed as the SFT data: training pairs never use a held-out argument; `test` uses only
+    held-out arguments.
+    """
+    from filelock import FileLock
+
+    from . import world as W
+
+    spec = spec or current_spec()
+    out = ensure_embedded(spec).preference_dir
+    if (out / "test.jsonl").exists():
+        return out
+    with FileLock(str(out) + ".lock"):
+        if (out / "test.jsonl").exists():
+            return out
+        world = W.World(spec.seed)
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for split, n in (("train", spec.n_train // 3), ("test", spec.n_test)):
+            rows = W.preference_rows(world, n, spec.seed, split)
+            (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    return out

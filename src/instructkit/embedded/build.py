@@ -23,7 +23,7 @@ from pathlib import Path
 from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
-FORMAT_VERSION = 3  # bump when the builder's output changes for the same spec
+FORMAT_VERSION = 7  # bump when the builder's output changes for the same spec
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,14 @@ class EmbeddedSpec:
     """Everything that determines the embedded default; its hash names the cache folder."""
 
     seed: int = 0
-    vocab_size: int = 640
-    hidden_size: int = 160
-    intermediate_size: int = 448   # a multiple of 32: bitsandbytes' CPU 4-bit kernels need it
+    vocab_size: int = 1024         # room for every lexicon word (phrasings, English, Zorbish) as one token
+    # bitsandbytes' CPU 4-bit kernels need every quantized layer's input size to be a multiple of 64 (its block
+    # size) and its output size a multiple of 32: hidden 192 and MLP 384 fit, 160 does not (QLoRA would fail)
+    hidden_size: int = 192
+    intermediate_size: int = 384
     num_hidden_layers: int = 4
-    num_attention_heads: int = 5   # head size 32
-    num_key_value_heads: int = 5
+    num_attention_heads: int = 6   # head size 32
+    num_key_value_heads: int = 6
     max_position_embeddings: int = 256
     n_train: int = 14400
     n_test: int = 300
@@ -58,13 +60,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "instructkit"
 
 
-def _frame_corpus() -> list[str]:
+def _frame_corpus(zorbish: list[str]) -> list[str]:
     """Task phrasings and prose with the argument slots removed: what the tokenizer should merge."""
     frames = []
     for task in W.TASKS:
         for text in task.train_phrasings + task.heldout_phrasings + task.prose:
             frames.append(re.sub(r"\{\w+\}", "", text.replace("|", " ")))
-    frames += [" ".join(W.POSITIVE + W.NEGATIVE + W.NEUTRAL + W.MEANINGS + ["user", "assistant", "system"])] * 4
+    frames += [" ".join(W.POSITIVE + W.NEGATIVE + W.NEUTRAL + W.MEANINGS + zorbish + ["user", "assistant", "system"])] * 4
     return frames * 50
 
 
@@ -81,14 +83,15 @@ def build_tokenizer(spec: EmbeddedSpec):
     from instructkit.modeling import chat_template_text
 
     # longest first so alternatives don't shadow each other; ties by name (set order varies per process)
-    known = sorted(W._frame_words() | {"user", "assistant", "system"}, key=lambda w: (-len(w), w))
+    lexicon = W._frame_words() | set(W.World(spec.seed).zorbish) | {"user", "assistant", "system"}
+    known = sorted(lexicon, key=lambda w: (-len(w), w))
     pattern = r"(?i:\b(?:" + "|".join(map(re.escape, known)) + r")\b)|."
     tk = Tokenizer(models.BPE(unk_token=None))
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(_frame_corpus(), trainers.BpeTrainer(
+    tk.train_from_iterator(_frame_corpus(W.World(spec.seed).zorbish), trainers.BpeTrainer(
         vocab_size=spec.vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|bos|>", eos_token="<|im_end|>",
@@ -140,18 +143,11 @@ def pretrain(spec: EmbeddedSpec, model, tok, facts: list[dict], work_dir: Path) 
 
 
 def build(spec: EmbeddedSpec, out_dir: Path) -> None:
-    """Write base/ (model + tokenizer) and data/*.jsonl into out_dir."""
-    import torch
+    """Write base/ (model + tokenizer) and data/*.jsonl into out_dir.
 
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        _build(spec, out_dir)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def _build(spec: EmbeddedSpec, out_dir: Path) -> None:
+    Deterministic on CPU for a given seed and thread count without `torch.use_deterministic_algorithms`, which
+    makes CPU training 1.7x slower (measured); tests/test_embedded.py checks that two builds are identical.
+    """
     t0 = time.time()
     world = W.World(spec.seed)
     data_dir = out_dir / "data"

@@ -9,8 +9,10 @@ on it are identical on every machine. Three kinds of text come from here:
   pretraining text) with the training phrasings; `test_phrasings` uses phrasings never seen in SFT
   AND unseen arguments — an honestly hard split, reported separately.
 
-The made-up dictionary ("Zorbish") is looked up in context: each item carries a small glossary, and
-held-out items ask about Zorbish words that never appear in any training text.
+The made-up dictionary ("Zorbish") is looked up in context: each item carries a small glossary that pairs
+Zorbish words with English ones at random. Every word-meaning pair is either a training pair or a held-out pair
+(a fixed split of all pairs); held-out items use held-out pairs only, so their answers cannot be recalled from
+any training text, only read from the glossary.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import random
 import re
 import string
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -107,12 +110,13 @@ TASKS: tuple[Task, ...] = (
          ("{s} is {ans}.", "{s} sounds {ans}.", "the mood of {s} is {ans}."),
          lambda x: x["label"]),
     Task("translate",
-         ("Glossary: {d}. Translate from Zorbish to English: {z}", "{d}. Using this glossary, what does this mean? {z}",
-          "Glossary: {d}. Give the English meaning of {z}.", "{d}. Look up in the glossary: {z}",
-          "{d}. Give the English for {z}", "Zorbish glossary: {d}. Translate the word {z}."),
+         # the word asked about comes before the glossary: reading the glossary, the model can mark its entry
+         ("Translate {z} from Zorbish to English. Glossary: {d}.", "What does {z} mean? Use this glossary: {d}.",
+          "Give the English meaning of {z}.|Glossary: {d}.", "Look up {z} in the glossary.|{d}",
+          "Give the English for {z}. {d}.", "Translate the word {z}. Zorbish glossary: {d}."),
          ("A Zorbish speaker says {z}. Which English word is that, given {d}?",
           "Here is a word list: {d}. Render the Zorbish term {z} in English."),
-         ("{d}. so {z} is {ans}.", "given {d}, {z} means {ans}.", "{d}. {z} means {ans}."),
+         ("for {z} with {d}, the meaning is {ans}.", "{z} under {d} means {ans}.", "asked about {z}: {d}. so it is {ans}."),
          lambda x: x["meaning"]),
     Task("max",
          ("What is the largest of {xs}?", "Find the biggest number.|{xs}", "Which number is largest: {xs}",
@@ -122,6 +126,14 @@ TASKS: tuple[Task, ...] = (
          lambda x: str(max(x["xs"]))),
 )
 TASK_NAMES = tuple(t.name for t in TASKS)
+# Share of the training text per task (held-out splits stay balanced): the skills a small model learns slowest
+# (carrying in addition, lookup in a glossary) get more examples; copying and classifying need few.
+TRAIN_WEIGHTS = {"add": 3, "translate": 2}
+
+
+def _task_cycle(split: str) -> list[Task]:
+    """Tasks in the order rows are drawn: balanced for held-out splits, TRAIN_WEIGHTS for training text."""
+    return [t for t in TASKS for _ in range(TRAIN_WEIGHTS.get(t.name, 1) if split == "train" else 1)]
 
 
 def _frame_words() -> set[str]:
@@ -140,9 +152,7 @@ class World:
             z = "".join(rng.choice("zbkqvxgrl") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
             if z not in reserved:
                 zorb.add(z)
-        entries = sorted(zorb)
-        rng.shuffle(entries)
-        self.heldout_entries, self.train_entries = entries[:16], entries[16:]
+        self.zorbish = sorted(zorb)  # whole words to the tokenizer, like the English lexicon
         reserved |= zorb
         words = set()
         while len(words) < 3000:
@@ -154,9 +164,12 @@ class World:
         unseen = set(self.heldout_words)
         self.train_words = [w for w in words[300:] if w[::-1] not in unseen]
 
-        pairs = [(a, b) for a in range(50) for b in range(50)]
-        rng.shuffle(pairs)
-        self.heldout_pairs, self.train_pairs = set(pairs[:250]), pairs[250:]
+        # addition over 0..24; a held-out pair is held out in both orders, so its sum is never seen at all
+        unordered = [(a, b) for a in range(25) for b in range(a, 25)]
+        rng.shuffle(unordered)
+        held = {p for a, b in unordered[:40] for p in ((a, b), (b, a))}
+        self.heldout_pairs = held
+        self.train_pairs = [(a, b) for a in range(25) for b in range(25) if (a, b) not in held]
 
     # -- argument draws ------------------------------------------------------------------------------
     def args(self, task: str, rng: random.Random, heldout: bool) -> dict:
@@ -170,8 +183,9 @@ class World:
         if task == "lower":
             return {"W": rng.choice(words).upper()}
         if task in ("sort", "max"):
+            top = 9 if task == "sort" else 49  # sort single digits; max over numbers up to 49
             while True:
-                xs = tuple(rng.randint(0, 99) for _ in range(rng.randint(3, 4)))
+                xs = tuple(rng.randint(0, top) for _ in range(rng.randint(3, 5)))
                 # held-out lists are drawn with an odd sum, training lists with an even one: never equal
                 if (sum(xs) % 2 == 1) == heldout and (task != "max" or xs.count(max(xs)) == 1):
                     return {"xs": _fmt_list(xs), "_xs": xs}
@@ -189,12 +203,19 @@ class World:
                     return {"s": s, "label": label}
         if task == "translate":
             # a 3-entry glossary in context; held-out items use only Zorbish words no training text has
-            zs = rng.sample(self.heldout_entries if heldout else self.train_entries, 3)
-            meanings = rng.sample(MEANINGS, 3)
+            while True:  # three pairs, all on the same side of the held-out split
+                zs, meanings = rng.sample(self.zorbish, 3), rng.sample(MEANINGS, 3)
+                if all(is_heldout_pair(z, m) == heldout for z, m in zip(zs, meanings)):
+                    break
             glossary = ", ".join(f"{z} = {m}" for z, m in zip(zs, meanings))
             i = rng.randrange(3)
             return {"z": zs[i], "d": glossary, "meaning": meanings[i]}
         raise KeyError(task)
+
+
+def is_heldout_pair(zorbish: str, meaning: str) -> bool:
+    """A fixed quarter of all Zorbish-English pairs is held out: it appears in no training text."""
+    return zlib.crc32(f"{zorbish}={meaning}".encode()) % 4 == 0
 
 
 def _render(template: str, x: dict) -> tuple[str, str]:
@@ -213,9 +234,10 @@ def instruction_rows(world: World, n: int, seed: int, split: str) -> list[dict]:
     """Alpaca rows. split: 'train' | 'test' (unseen args) | 'test_phrasings' (unseen phrasings + args)."""
     rng = random.Random(f"{seed}-{split}")
     heldout_args = split != "train"
+    cycle = _task_cycle(split)
     rows = []
     for i in range(n):
-        task = TASKS[i % len(TASKS)]
+        task = cycle[i % len(cycle)]
         phrasings = task.heldout_phrasings if split == "test_phrasings" else task.train_phrasings
         x = world.args(task.name, rng, heldout=heldout_args)
         instruction, inp = _render(rng.choice(phrasings), x)
@@ -231,12 +253,64 @@ def pretraining_facts(world: World, n: int, seed: int) -> list[dict]:
     is true in the world without ever seeing an instruction or the chat format. Never a held-out argument.
     """
     rng = random.Random(f"{seed}-facts")
+    cycle = _task_cycle("train")
     facts = []
     for i in range(n):
-        task = TASKS[i % len(TASKS)]
+        task = cycle[i % len(cycle)]
         x = world.args(task.name, rng, heldout=False)
         values = {k: v for k, v in x.items() if not k.startswith("_")}
         head = rng.choice(task.prose).split("{ans}")[0].rstrip()
         facts.append({"prompt": head.format(**values), "completion": f" {_solve(task, x)}."})
     rng.shuffle(facts)
     return facts
+
+
+def _plausible_wrong(task: str, x: dict, answer: str, rng: random.Random) -> str:
+    """A near miss of the kind a half-trained model makes: off by one, not reversed, wrong order, wrong case..."""
+    def changed_letter(w: str) -> str:
+        i = rng.randrange(len(w))
+        return w[:i] + rng.choice([c for c in string.ascii_lowercase if c != w[i].lower()]) + w[i + 1:]
+
+    if task in ("add", "length"):
+        return str(int(answer) + 1 if answer == "0" or rng.random() < 0.5 else int(answer) - 1)
+    if task == "reverse":
+        return x["w"] if x["w"] != answer else changed_letter(answer)
+    if task == "repeat":
+        return answer[::-1] if answer[::-1] != answer else changed_letter(answer)
+    if task in ("upper", "lower"):
+        return answer.capitalize() if rng.random() < 0.5 or answer.capitalize() == answer else (
+            answer.lower() if task == "upper" else answer.upper())
+    if task == "sort":
+        xs = sorted(x["_xs"])
+        wrong = list(x["_xs"]) if list(x["_xs"]) != xs else xs[::-1]
+        return _fmt_list(wrong) if wrong != xs else _fmt_list(xs[:-1])  # all equal: one dropped
+    if task == "max":
+        xs = sorted(x["_xs"])
+        return str(xs[-2] if rng.random() < 0.5 else xs[0])
+    if task == "sentiment":
+        return "negative" if answer == "positive" else "positive"
+    if task == "translate":
+        others = [pair.split(" = ")[1] for pair in x["d"].split(", ") if pair.split(" = ")[1] != answer]
+        return rng.choice(others)
+    raise KeyError(task)
+
+
+def preference_rows(world: World, n: int, seed: int, split: str) -> list[dict]:
+    """Conversational preference rows: chosen = the right answer, rejected = a plausible wrong one.
+
+    One rejected answer in eight is the right answer that does not stop (it runs on), so the preference also
+    rewards ending the turn. split: 'train' | 'test' (unseen arguments, training phrasings).
+    """
+    rng = random.Random(f"{seed}-preference-{split}")
+    rows = []
+    for i in range(n):
+        task = TASKS[i % len(TASKS)]
+        x = world.args(task.name, rng, heldout=split != "train")
+        instruction, inp = _render(rng.choice(task.train_phrasings), x)
+        answer = _solve(task, x)
+        rejected = f"{answer} {answer}" if rng.random() < 0.125 else _plausible_wrong(task.name, x, answer, rng)
+        rows.append({"prompt": [{"role": "user", "content": instruction + (f"\n\n{inp}" if inp else "")}],
+                     "chosen": [{"role": "assistant", "content": answer}],
+                     "rejected": [{"role": "assistant", "content": rejected}], "task": task.name})
+    rng.shuffle(rows)
+    return rows
