@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                   TOKENIZERS_PARALLELISM="false", INSTRUCTKIT_EMBEDDED="test")
 os.environ.setdefault("INSTRUCTKIT_CACHE", str(ROOT / ".cache" / "test-embedded"))
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))  # DeepSpeed's op, built once
 
 
 @pytest.fixture(scope="session")
@@ -22,12 +23,13 @@ def embedded():
 
 
 def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
-           quiet: bool = False):
-    """`accelerate launch [-q] recipes/<recipe>.py ARGS` in a subprocess, as a user runs it."""
+           quiet: bool = False, config: str = "single_gpu", launcher_args: tuple = ()):
+    """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`, as a user
+    runs it, in a subprocess."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
     cmd = [str(accelerate), "launch", *(["-q"] if quiet else []),
-           "--config_file", str(ROOT / "accelerate_configs" / "single_gpu.yaml"), script, *args]
+           "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
