@@ -1,0 +1,84 @@
+"""Benchmarks (MMLU, TruthfulQA, any lm-eval task) for saved models and adapters, through lm-evaluation-harness.
+
+    python recipes/evaluate.py --models outputs/sft_lora --data_dir fixture          # or: instructkit eval ...
+    instructkit eval --models BASE_DIR outputs/sft_full --data_dir ~/bench --apply_chat_template true
+
+Each model is a saved model folder or a LoRA adapter folder (evaluated on its base: the one its adapter_config.json
+names, or --base). The tasks are lm-eval's own definitions, offline on --data_dir (copies laid out like the hub:
+<dir>/cais/mmlu, <dir>/truthfulqa/truthful_qa; 'fixture' = the bundled test data). Writes per model
+<output_dir>/<n>-<name>/benchmarks.json (results + protocol + the equivalent `lm-eval run` command) and
+benchmarks.md; with several models, compare.md holds every score and its delta against the first model (the base).
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from instructkit.benchmark_results import compare_table, markdown_table
+from instructkit.benchmarks import DEFAULT_TASKS, Protocol, evaluate, prepare_tasks
+from instructkit.config import parse_recipe_args
+from instructkit.errors import user_errors
+
+
+@dataclasses.dataclass
+class EvaluateArguments:
+    models: list[str] = dataclasses.field(
+        metadata={"help": "Model or adapter folders; with several, deltas are reported against the first."})
+    base: str | None = dataclasses.field(
+        default=None, metadata={"help": "Base model folder for adapters whose config names none that exists here."})
+    tasks: list[str] = dataclasses.field(
+        default_factory=lambda: list(DEFAULT_TASKS), metadata={"help": "lm-eval task, group or tag names."})
+    data_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "Local benchmark data (hub layout), 'fixture', or none for lm-eval's own."})
+    num_fewshot: int | None = dataclasses.field(
+        default=5, metadata={"help": "Few-shot examples; tasks that fix their own (TruthfulQA: 0) keep it."})
+    limit: float | None = dataclasses.field(default=None, metadata={"help": "Documents per task (for quick runs)."})
+    batch_size: int = dataclasses.field(default=8, metadata={"help": "Fixed lm-eval batch size."})
+    apply_chat_template: bool = dataclasses.field(
+        default=False, metadata={"help": "Wrap prompts in each model's chat template."})
+    fewshot_as_multiturn: bool = dataclasses.field(
+        default=True, metadata={"help": "With the chat template: few-shot examples as separate turns."})
+    device: str | None = dataclasses.field(default=None, metadata={"help": "Default: cuda if available, else cpu."})
+    output_dir: str = dataclasses.field(default="outputs/evaluate", metadata={"help": "Where results are written."})
+    decontaminate: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "Training data files/folders ('embedded') to check against the benchmarks."})
+    decontamination_ngram: int = dataclasses.field(default=8, metadata={"help": "n-gram size of that check."})
+
+
+def main(argv=None):
+    # Parse arguments (a YAML --config is optional; unknown keys are errors)
+    (args,) = parse_recipe_args((EvaluateArguments,), args=argv)
+    protocol = Protocol(tasks=args.tasks, data_dir=args.data_dir, num_fewshot=args.num_fewshot, limit=args.limit,
+                        batch_size=args.batch_size, apply_chat_template=args.apply_chat_template,
+                        fewshot_as_multiturn=args.fewshot_as_multiturn, device=args.device)
+    out = Path(args.output_dir)
+
+    # Open the benchmark data before any model loads (missing data = one clear error)
+    prepare_tasks(protocol, out / "lm_eval_tasks")
+
+    # Decontamination report (optional): training rows sharing n-grams with benchmark questions
+    if args.decontaminate:
+        from instructkit.decontamination import decontaminate, summary_lines
+
+        result = decontaminate(args.decontaminate, protocol, out / "lm_eval_tasks", args.decontamination_ngram)
+        print("\n".join(summary_lines(result)))
+        (out / "decontamination.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    # Evaluate each model / adapter
+    reports = []
+    for i, model_dir in enumerate(args.models):
+        report = evaluate(protocol, out / f"{i}-{Path(model_dir).name}", model_dir=model_dir, base=args.base)
+        print(f"\n## {model_dir}\n\n{markdown_table(report)}", flush=True)
+        reports.append((f"{i}:{Path(model_dir).name}", report))
+
+    # Compare: every score, delta = model - first model
+    if len(reports) > 1:
+        table = compare_table(reports)
+        (out / "compare.md").write_text(table + "\n")
+        print(f"\n## deltas against {args.models[0]}\n\n{table}")
+    print(f"\nresults in {out}")
+
+
+if __name__ == "__main__":
+    with user_errors():
+        main()
