@@ -238,12 +238,16 @@ SHIPPED = sorted((Path(__file__).resolve().parent.parent / "recipes" / "configs"
 
 @pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_recipe_config_parses_with_known_keys(config):
-    from trl import ModelConfig, SFTConfig
+    from trl import DPOConfig, ModelConfig, SFTConfig
 
-    ours, sft, model = parse_recipe_args((InstructkitArguments, SFTConfig, ModelConfig), args=["--config", str(config)])
-    assert sft.output_dir == f"outputs/{config.stem}"
-    assert model.model_name_or_path == "embedded" and ours.dataset_name == "embedded"
-    assert sft.bf16 is False  # this CPU machine
+    trainer_config = DPOConfig if config.stem == "dpo" else SFTConfig
+    ours, train, model = parse_recipe_args((InstructkitArguments, trainer_config, ModelConfig),
+                                           args=["--config", str(config)])
+    assert train.output_dir == f"outputs/{config.stem}"
+    # SFT starts from the embedded base; DPO from the default SFT run's output
+    assert model.model_name_or_path == ("outputs/sft_full" if config.stem == "dpo" else "embedded")
+    assert ours.dataset_name == "embedded"
+    assert train.bf16 is False  # this CPU machine
 
 
 def test_every_launch_config_loads_with_accelerates_own_loader():

@@ -180,3 +180,54 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
     path.write_bytes('{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"))
     with pytest.raises(InstructkitError, match="cannot be read"):
         data.read_file(path)
+
+
+# --- mixtures ---------------------------------------------------------------------------------------------
+
+def mixture_args(entries, **kw):
+    return InstructkitArguments(dataset_mixture=entries, **kw)
+
+
+def test_mixture_proportions_follow_the_weights(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": f"a{i}", "output": "x", "task": "a"} for i in range(40)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"conversations": [{"from": "human", "value": f"b{i}"},
+                                                              {"from": "gpt", "value": "y"}], "task": "b"}
+                                           for i in range(10)])
+    ds, report = data.load_sft_data(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
+                                                 test_split_size=0), seed=0)
+    assert [(m["rows"], m["used"]) for m in report.mixture] == [(40, 10), (10, 20)]
+    tasks = [r["task"] for r in ds["train"]]
+    assert tasks.count("a") == 10 and tasks.count("b") == 20
+    # alpaca rows join ShareGPT conversations as messages: one form for TRL, assistant-only loss
+    assert report.form == "messages" and all(r["messages"][-1]["role"] == "assistant" for r in ds["train"])
+    # weight 2: every b row exactly twice; weight 0.25: a seeded sample, the same for the same seed
+    b_prompts = [r["messages"][0]["content"] for r in ds["train"] if r["task"] == "b"]
+    assert sorted(b_prompts) == sorted([f"b{i}" for i in range(10)] * 2)
+    again, _ = data.load_sft_data(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
+                                               test_split_size=0), seed=0)
+    assert list(again["train"]) == list(ds["train"])
+
+
+def test_mixture_renames_columns_and_splits_a_test_set(tmp_path):
+    q = write_jsonl(tmp_path / "q.jsonl", [{"question": f"q{i}", "answer": "z"} for i in range(20)])
+    ds, report = data.load_sft_data(mixture_args([{"path": str(q), "columns": {"question": "instruction",
+                                                                                 "answer": "output"}}],
+                                                 test_split_size=4), seed=0)
+    assert report.rows == {"train": 16, "test": 4} and report.mixture[0]["format"] == "alpaca"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "x.jsonl", "wieght": 2}, "unknown key 'wieght' — did you mean 'weight'?"),
+    ({"path": "x.jsonl", "weight": -1}, "weight -1 is not a positive number"),
+    ({"weight": 1}, "has no path"),
+])
+def test_bad_mixture_entries_are_named(entry, message):
+    with pytest.raises(InstructkitError, match=message):
+        data.load_sft_data(mixture_args([entry]), seed=0)
+
+
+def test_string_rows_do_not_mix_with_conversations(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "i", "output": "o"}] * 4)
+    t = write_jsonl(tmp_path / "t.jsonl", [{"text": "plain"}] * 4)
+    with pytest.raises(InstructkitError, match=f"{t} hold plain-string rows"):
+        data.load_sft_data(mixture_args([{"path": str(a)}, {"path": str(t)}]), seed=0)

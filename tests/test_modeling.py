@@ -41,3 +41,19 @@ def test_tokens_added_by_a_template_are_resized_and_trained_under_lora(tmp_path,
     end_of_turn = tok.convert_tokens_to_ids("<end_of_turn>")
     assert head[end_of_turn].abs().sum() > 0  # the model learns to emit the new end-of-turn token
     assert embeddings.abs().sum() > 0
+
+
+def test_cpu_4bit_shape_check_names_layers_bitsandbytes_cannot_run():
+    """bitsandbytes' CPU kernels: input sizes multiples of 64, output sizes multiples of 32 (else a reshape error
+    deep inside bitsandbytes at the first forward)."""
+    import torch
+
+    from instructkit import modeling
+    from instructkit.errors import InstructkitError
+
+    Linear4bit = type("Linear4bit", (torch.nn.Linear,), {})
+    good = torch.nn.Sequential(Linear4bit(192, 512), Linear4bit(512, 192))
+    modeling.check_cpu_4bit_shapes(good, "good")
+    for bad in (torch.nn.Sequential(Linear4bit(160, 448)), torch.nn.Sequential(Linear4bit(192, 200))):
+        with pytest.raises(InstructkitError, match="input sizes that are multiples of 64"):
+            modeling.check_cpu_4bit_shapes(bad, "bad")

@@ -53,6 +53,15 @@ class InstructkitArguments:
             "folder of them, or a Hugging Face Hub dataset name."
         },
     )
+    dataset_mixture: list[dict] | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "YAML only. Several data sets mixed into one training set (replaces dataset_name): a list of "
+            "{path, split, config, format, columns, weight}. weight = how often each of that data set's rows is used "
+            "on average: 1.0 all rows once (the default), 0.5 a seeded half, 2.0 every row twice. columns renames "
+            "columns ({their_name: our_name}). The held-out split is test_split_size of the mixed rows."
+        },
+    )
     dataset_config: str | None = dataclasses.field(
         default=None, metadata={"help": "Dataset configuration (subset) name, for hub datasets that have several."}
     )
@@ -64,7 +73,7 @@ class InstructkitArguments:
         default="auto",
         metadata={
             "help": "Row format of the data set; 'auto' detects it from the columns.",
-            "choices": ["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text"],
+            "choices": ["auto", "alpaca", "prompt_completion", "messages", "sharegpt", "text", "preference"],
         },
     )
     tokenizer_name_or_path: str | None = dataclasses.field(
@@ -102,6 +111,42 @@ class InstructkitArguments:
     )
     eval_batch_size: int = dataclasses.field(
         default=64, metadata={"help": "Batch size for generation during exact-match evaluation."}
+    )
+    eval_generation_metrics: bool = dataclasses.field(
+        default=False, metadata={"help": "After training, also measure held-out response perplexity and exact match / "
+                                         "ROUGE-L / BLEU of generated responses (eval_max_samples rows per split)."}
+    )
+    # Benchmarks through lm-evaluation-harness after training (see instructkit.benchmarks)
+    eval_benchmarks: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "lm-eval task/group names run on the trained model after training, on the main process, "
+                          "e.g. [mmlu, truthfulqa_mc1, truthfulqa_mc2]. A decontamination report is printed before "
+                          "training. Results go to <output_dir>/benchmarks/ and metrics.json."},
+    )
+    benchmark_data_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Local benchmark data laid out like the hub (<dir>/cais/mmlu, <dir>/truthfulqa/truthful_qa), "
+                          "'fixture' for the bundled test data, or null for lm-eval's own download/cache."},
+    )
+    benchmark_num_fewshot: int | None = dataclasses.field(
+        default=5, metadata={"help": "Few-shot examples (MMLU's standard 5); tasks that fix their own (TruthfulQA: 0) "
+                                     "keep it. null = each task's default."}
+    )
+    benchmark_limit: float | None = dataclasses.field(
+        default=None, metadata={"help": "Evaluate only this many documents per task (or a fraction if < 1)."}
+    )
+    benchmark_batch_size: int = dataclasses.field(
+        default=8, metadata={"help": "Fixed lm-eval batch size ('auto' probes for minutes on CPU, so not offered)."}
+    )
+    benchmark_chat_template: bool = dataclasses.field(
+        default=False, metadata={"help": "Wrap benchmark prompts in the tokenizer's chat template (lm-eval's "
+                                         "--apply_chat_template)."}
+    )
+    benchmark_fewshot_as_multiturn: bool = dataclasses.field(
+        default=True, metadata={"help": "With the chat template: few-shot examples as separate user/assistant turns."}
+    )
+    decontamination_ngram: int = dataclasses.field(
+        default=8, metadata={"help": "Word n-gram size of the decontamination report (shorter questions match whole)."}
     )
 
 

@@ -10,6 +10,8 @@ them, or a hub dataset name. Formats, detected from the columns unless `dataset_
 | messages          | messages: [{role, content}, ...]          | messages (assistant-only loss)              |
 | sharegpt          | conversations: [{from, value}, ...]       | messages (assistant-only loss)              |
 | text              | text                                      | text (plain language modelling)             |
+| preference        | chosen, rejected, [prompt] (strings or    | prompt / chosen / rejected (for DPO; an     |
+|                   | messages; no prompt = implicit prompt)    | implicit prompt is extracted by TRL's code) |
 
 Every row is checked before anything is tokenized; a bad row stops the run with file, row, field,
 problem and fix (or, with `on_bad_rows: skip`, is skipped and counted). Nothing is dropped silently.
@@ -29,6 +31,7 @@ from instructkit.paths import looks_like_local_path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 FORMAT_COLUMNS = {  # detection order matters: the first whose required columns are present wins
+    "preference": ({"chosen", "rejected"}, {"prompt"}),
     "messages": ({"messages"}, set()),
     "sharegpt": ({"conversations"}, set()),
     "alpaca": ({"instruction", "output"}, {"input", "system"}),
@@ -55,16 +58,21 @@ class DataReport:
     """What happened to the rows: counts per split, skips by reason, detected format."""
 
     format: str = ""
+    form: str = ""               # what the rows became: prompt_completion | messages | text | preference
     rows: dict = field(default_factory=dict)
+    mixture: list = field(default_factory=list)  # per data set of a mixture: path, format, rows read, rows used
     skipped: Counter = field(default_factory=Counter)
     truncated: int = 0
     conversational: bool = True  # rows are message lists (rendered by the chat template), not plain strings
 
     def as_dict(self) -> dict:
-        return {"format": self.format, "rows": self.rows, "skipped": dict(self.skipped), "truncated": self.truncated}
+        return {"format": self.format, "rows": self.rows, "skipped": dict(self.skipped), "truncated": self.truncated,
+                **({"mixture": self.mixture} if self.mixture else {})}
 
     def lines(self) -> list[str]:
         out = [f"data: format={self.format} " + " ".join(f"{k}={v}" for k, v in self.rows.items())]
+        out += [f"data: mixture {m['path']} ({m['format']}): {m['used']} rows from {m['rows']} (weight {m['weight']})"
+                for m in self.mixture]
         if self.skipped:
             out.append("data: skipped rows by reason: " + ", ".join(f"{r}: {n}" for r, n in self.skipped.most_common()))
         return out
@@ -133,12 +141,15 @@ def _require_objects(records: list[Record]) -> list[Record]:
     return records
 
 
-def read_source(name: str, config: str | None = None) -> dict[str, list[Record]]:
-    """Records per split. Local folders use file names for splits (`*test*`, `*validation*`, else train)."""
-    if name == "embedded":
-        from instructkit.embedded import ensure_embedded
+def read_source(name: str, config: str | None = None, preference: bool = False) -> dict[str, list[Record]]:
+    """Records per split. Local folders use file names for splits (`*test*`, `*validation*`, else train).
 
-        name = str(ensure_embedded().data_dir)
+    `embedded` is the generated instruction data, or with `preference` its preference pairs (for DPO).
+    """
+    if name == "embedded":
+        from instructkit.embedded import ensure_embedded, ensure_preference_data
+
+        name = str(ensure_preference_data() if preference else ensure_embedded().data_dir)
     path = Path(name).expanduser()
     if path.is_file():
         return {"train": read_file(path)}
@@ -278,7 +289,56 @@ def convert_row(data: dict, fmt: str) -> dict:
         return {"messages": _messages(data.get("conversations"), "conversations", "from", "value", SHAREGPT_ROLES)}
     if fmt == "text":
         return {"text": _text(data, "text")}
+    if fmt == "preference":
+        return _preference_row(data)
     raise InstructkitError(f"unknown dataset_format {fmt!r}.", fix=f"use one of: auto, {', '.join(FORMAT_COLUMNS)}.")
+
+
+def _preference_row(data: dict) -> dict:
+    """prompt / chosen / rejected, both forms; with no prompt, the shared start of chosen and rejected is the prompt."""
+    from trl.data_utils import extract_prompt
+
+    conversational = any(isinstance(data.get(k), list) for k in ("prompt", "chosen", "rejected"))
+    if not conversational:
+        chosen, rejected = _text(data, "chosen"), _text(data, "rejected")
+        prompt = _text(data, "prompt", required=False)
+        if not prompt:
+            row = extract_prompt({"chosen": chosen, "rejected": rejected})
+            prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+            if not prompt.strip():
+                raise RowProblem("prompt", "missing, and chosen and rejected share no opening text",
+                                 "add a 'prompt' column (the text both answers reply to)")
+        for key, value in (("chosen", chosen), ("rejected", rejected)):
+            if not value.strip():
+                raise RowProblem(key, "has no text after the prompt", f"give '{key}' an answer")
+        if chosen == rejected:
+            raise RowProblem("rejected", "is the same as 'chosen'", "give a worse answer, or remove the row")
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    if data.get("prompt") in (None, "", []):  # implicit prompt: both are whole conversations
+        for key in ("chosen", "rejected"):
+            _messages(data.get(key), key)
+        row = extract_prompt({"chosen": data["chosen"], "rejected": data["rejected"]})
+        if not row["prompt"]:
+            raise RowProblem("prompt", "missing, and chosen and rejected do not start with the same turns",
+                             "add a 'prompt' column, or start both conversations with the same user turn")
+        data = row
+    prompt = data["prompt"]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    out = {"prompt": _messages(prompt, "prompt", require_assistant=False)}
+    for key in ("chosen", "rejected"):
+        value = data.get(key)
+        if isinstance(value, str):
+            value = [{"role": "assistant", "content": value}]
+        if (not isinstance(value, list) or not value or any(
+                not isinstance(m, dict) or m.get("role") != "assistant" or not isinstance(m.get("content"), str)
+                or not m["content"].strip() for m in value)):
+            raise RowProblem(key, "must be a non-empty list of non-empty assistant messages after the prompt",
+                             f"write '{key}' as [{{'role': 'assistant', 'content': ...}}]")
+        out[key] = [{"role": "assistant", "content": m["content"]} for m in value]
+    if out["chosen"] == out["rejected"]:
+        raise RowProblem("rejected", "is the same as 'chosen'", "give a worse answer, or remove the row")
+    return out
 
 
 def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport) -> list[dict]:
@@ -309,14 +369,32 @@ def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: D
 
 def load_sft_data(args, seed: int = 42):
     """DatasetDict with `train` and held-out split(s), plus a DataReport. `args`: InstructkitArguments."""
+    return load_data(args, seed, preference=False)
+
+
+def load_preference_data(args, seed: int = 42):
+    """Like `load_sft_data`, for preference (DPO) data: prompt / chosen / rejected rows."""
+    return load_data(args, seed, preference=True)
+
+
+def load_data(args, seed: int, preference: bool):
     from datasets import Dataset, DatasetDict
 
-    splits = read_source(args.dataset_name, args.dataset_config)
+    if args.dataset_mixture:
+        return _load_mixture(args, seed, preference)
+    splits = read_source(args.dataset_name, args.dataset_config, preference=preference)
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
     if train_name not in splits:
         raise InstructkitError(f"dataset {args.dataset_name} has no split {train_name!r} (it has: {', '.join(splits)}).",
                                fix="set dataset_train_split to one of those.")
     report = DataReport(format=detect_format(splits[train_name], args.dataset_format))
+    if preference != (report.format == "preference"):
+        where = splits[train_name][0].source if splits[train_name] else args.dataset_name
+        raise InstructkitError(
+            f"{where}: {report.format} data, but this recipe trains on "
+            f"{'preference pairs (chosen / rejected)' if preference else 'instructions, not preference pairs'}.",
+            fix="use recipes/dpo.py for prompt/chosen/rejected data, an SFT recipe for instruction data "
+                "(or set dataset_format if the detection is wrong).")
     converted = {name: convert_records(records, report.format, args.on_bad_rows, report)
                  for name, records in splits.items()}
     if not converted[train_name]:
@@ -330,9 +408,96 @@ def load_sft_data(args, seed: int = 42):
         out["train"], test = split_by_size(out["train"], args.test_split_size, seed)
         if test:
             out["test"] = test
+    return _finish(out, report)
+
+
+def _finish(out: dict[str, list[dict]], report: DataReport):
+    from datasets import Dataset, DatasetDict
+
     report.rows = {k: len(v) for k, v in out.items()}
     report.conversational = is_conversational(out["train"][0])
+    report.form = form_of(out["train"][0])
     return DatasetDict({k: Dataset.from_list(v) for k, v in out.items()}), report
+
+
+def form_of(row: dict) -> str:
+    """The TRL form of a converted row: prompt_completion | messages | text | preference."""
+    if "chosen" in row:
+        return "preference"
+    return "messages" if "messages" in row else "text" if "text" in row else "prompt_completion"
+
+
+# --- mixtures --------------------------------------------------------------------------------------------
+
+MIXTURE_KEYS = ("path", "split", "config", "format", "columns", "weight")
+
+
+def _load_mixture(args, seed: int, preference: bool):
+    """Every data set of `dataset_mixture` read, validated and converted on its own, weighted, then mixed."""
+    from instructkit.config import close_match
+
+    report = DataReport(format="mixture")
+    rng = random.Random(seed)
+    mixed: list[dict] = []
+    for i, entry in enumerate(args.dataset_mixture, 1):
+        where = f"dataset_mixture entry {i}"
+        if not isinstance(entry, dict) or not entry.get("path"):
+            raise InstructkitError(f"{where} has no path.", fix="write each entry as {path: ..., weight: ...}.")
+        for key in entry:
+            if key not in MIXTURE_KEYS:
+                near = close_match(key, MIXTURE_KEYS)
+                raise InstructkitError(f"{where} ({entry['path']}): unknown key {key!r}"
+                                       + (f" — did you mean {near!r}?" if near else "."),
+                                       fix=f"use only: {', '.join(MIXTURE_KEYS)}.")
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            raise InstructkitError(f"{where} ({entry['path']}): weight {weight!r} is not a positive number.",
+                                   fix="weight is how often each row is used on average: 1.0 = all rows once.")
+        splits = read_source(str(entry["path"]), entry.get("config"), preference=preference)
+        split = entry.get("split", "train")
+        if split not in splits:
+            raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
+                                   fix="set split to one of those.")
+        records = _renamed(splits[split], entry.get("columns") or {}, where)
+        fmt = detect_format(records, entry.get("format", "auto"))
+        rows = convert_records(records, fmt, args.on_bad_rows, report)
+        used = _weighted(rows, float(weight), rng)
+        report.mixture.append({"path": str(entry["path"]), "format": fmt, "rows": len(records), "used": len(used),
+                               "weight": weight})
+        report.mixture[-1]["conversational"] = not used or is_conversational(used[0])
+        mixed.extend(used)
+    strings = [m["path"] for m in report.mixture if not m["conversational"]]
+    if strings and len(strings) < len(report.mixture):
+        raise InstructkitError(f"dataset_mixture: {', '.join(strings)} hold plain-string rows, which cannot be mixed "
+                               "with conversations (message lists rendered by the chat template).",
+                               fix="mix conversational data sets only (alpaca, messages, ShareGPT, message-list "
+                                   "prompt/completion or preference), or train on the string data alone.")
+    if preference != ({form_of(r) for r in mixed} == {"preference"}):
+        raise InstructkitError("dataset_mixture holds instruction data and preference pairs, or the wrong kind for "
+                               "this recipe.", fix="mix preference data sets for recipes/dpo.py, instruction data "
+                                                   "sets for the SFT recipes.")
+    if {form_of(r) for r in mixed} == {"messages", "prompt_completion"}:  # one form for TRL: conversations
+        mixed = [{"messages": r["prompt"] + r["completion"], **({"task": r["task"]} if "task" in r else {})}
+                 if "completion" in r else r for r in mixed]
+    rng.shuffle(mixed)
+    train, test = split_by_size(mixed, args.test_split_size, seed) if args.test_split_size > 0 else (mixed, [])
+    return _finish({"train": train, **({"test": test} if test else {})}, report)
+
+
+def _renamed(records: list[Record], columns: dict, where: str) -> list[Record]:
+    if not isinstance(columns, dict):
+        raise InstructkitError(f"{where}: columns must map their column names to ours.",
+                               fix="write columns: {question: instruction, answer: output}.")
+    if not columns:
+        return records
+    return [Record(r.source, r.row, {columns.get(k, k): v for k, v in r.data.items()}) for r in records]
+
+
+def _weighted(rows: list[dict], weight: float, rng: random.Random) -> list[dict]:
+    """Every row floor(weight) times, plus a seeded sample of the fractional part: round(weight * len(rows)) rows."""
+    whole, frac = int(weight), weight - int(weight)
+    extra = rng.sample(range(len(rows)), round(frac * len(rows))) if rows else []
+    return rows * whole + [rows[i] for i in sorted(extra)]
 
 
 def is_conversational(row: dict) -> bool:
@@ -352,12 +517,17 @@ def split_by_size(rows: list[dict], size: float, seed: int) -> tuple[list[dict],
     return [r for i, r in enumerate(rows) if i not in test], [rows[i] for i in sorted(test)]
 
 
-def exact_match_rows(dataset, limit: int) -> list[dict]:
-    """Held-out rows as {prompt, target, task} for `evaluation.exact_match` (text rows have no target)."""
+def exact_match_rows(dataset, limit: int, seed: int = 0) -> list[dict]:
+    """Held-out rows as {prompt, target, task} for `evaluation.exact_match` (text rows have no target).
+
+    More rows than `limit`: a seeded sample (the same rows before and after training), not the first ones, which
+    in a user's file are often sorted by source or task.
+    """
     rows = []
-    for row in dataset.select(range(min(limit, len(dataset)))):
-        if "completion" in row:
-            completion = row["completion"]
+    picked = range(len(dataset)) if len(dataset) <= limit else sorted(random.Random(seed).sample(range(len(dataset)), limit))
+    for row in dataset.select(picked):
+        if "completion" in row or "chosen" in row:  # a preference row: the chosen answer is the target
+            completion = row["completion"] if "completion" in row else row["chosen"]
             target = completion[-1]["content"] if isinstance(completion, list) else completion
             rows.append({"prompt": row["prompt"], "target": target, "task": row.get("task") or "all"})
         elif "messages" in row:
@@ -379,11 +549,12 @@ def configure_loss(training_args, report: DataReport, tokenizer=None) -> None:
     """
     from instructkit.chat_templates import bundled_names, training_template
 
-    if report.format in ("alpaca", "prompt_completion"):
+    form = report.form or {"alpaca": "prompt_completion", "sharegpt": "messages"}.get(report.format, report.format)
+    if form == "prompt_completion":
         training_args.completion_only_loss = True
         if tokenizer is not None and report.conversational and training_template(tokenizer):
             training_args.assistant_only_loss = True
-    elif report.format in ("messages", "sharegpt"):
+    elif form == "messages":
         training_args.assistant_only_loss = True
         if tokenizer is not None and not training_template(tokenizer):
             raise InstructkitError(
@@ -400,13 +571,20 @@ def report_dropped(dataset, trainer, report: DataReport) -> None:
 
     prepared = trainer.train_dataset
     max_length = trainer.args.max_length
-    if not trainer.args.packing:
+    if not getattr(trainer.args, "packing", False):
         dropped = len(dataset["train"]) - len(prepared)
         if dropped:
             report.skipped[f"prompt fills max_length={max_length}, no trained token left"] += dropped
             log(f"data: {dropped} of {len(dataset['train'])} training rows dropped: their prompt fills "
                 f"max_length={max_length}, leaving no trained token (raise max_length to keep them)")
-    if max_length and "input_ids" in prepared.column_names and not trainer.args.packing:
+    if max_length and "chosen_ids" in prepared.column_names:  # DPO: prompt + the longer answer
+        lengths = (len(p) + max(len(c), len(r)) for p, c, r in
+                   zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"]))
+        at_limit = sum(1 for n in lengths if n > max_length)
+        report.truncated = at_limit
+        if at_limit:
+            log(f"data: {at_limit} preference pairs are longer than max_length={max_length}; their answers are cut")
+    if max_length and "input_ids" in prepared.column_names and not getattr(trainer.args, "packing", False):
         at_limit = sum(1 for n in map(len, prepared["input_ids"]) if n >= max_length)
         report.truncated = at_limit
         if at_limit:

@@ -10,6 +10,7 @@ from pathlib import Path
 from instructkit.chat_templates import chat_template_text  # noqa: F401  (the embedded build imports it from here)
 from instructkit.chat_templates import bundled_names, set_chat_template, stop_token_ids
 from instructkit.errors import InstructkitError
+from instructkit.launch import sharding
 from instructkit.paths import looks_like_local_path
 
 
@@ -79,23 +80,83 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
+def is_adapter_dir(name: str) -> bool:
+    """A PEFT adapter folder (e.g. the output of sft_lora / sft_qlora), not a full model."""
+    return (Path(name) / "adapter_config.json").is_file()
+
+
+def merge_adapter(adapter_dir: str, model_args, training_args):
+    """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights)."""
+    import json
+
+    from peft import AutoPeftModelForCausalLM
+
+    base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise InstructkitError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path).",
+                               fix="set base_model_name_or_path in that file to the base model's folder or hub name.")
+    check_local_path(base, f"base_model_name_or_path in {adapter_dir}/adapter_config.json")
+    model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
+                             dtype=torch_dtype(model_args.dtype), use_safetensors=True,
+                             trust_remote_code=training_args.trust_remote_code)
+    return model.merge_and_unload()
+
+
+def start_from_adapter(adapter_dir: str, model_args, training_args, keep_merged: bool) -> str | None:
+    """Prepare a run that starts from an SFT adapter: returns the folder to load the merged model from.
+
+    When new adapters train on top (`keep_merged`), the merged model is saved to `<output_dir>/merged_base`
+    (main process first) so the new adapter's `base_model_name_or_path` names the model it was trained on;
+    otherwise None (the merge happens in memory in `load_model`).
+    """
+    from accelerate import PartialState
+
+    if not keep_merged:
+        return None
+    merged = Path(training_args.output_dir) / "merged_base"
+    with PartialState().main_process_first():
+        if PartialState().is_main_process:
+            from transformers import AutoTokenizer
+
+            merge_adapter(adapter_dir, model_args, training_args).save_pretrained(merged, safe_serialization=True)
+            AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(merged)
+    return str(merged)
+
+
 def load_model(model_args, training_args, tokenizer, quantization_config=None):
-    """A causal LM in the configured dtype (fp32 on CPU, bf16 where supported), optionally quantized."""
+    """A causal LM in the configured dtype (fp32 on CPU, bf16 where supported), optionally quantized.
+
+    `model_name_or_path` may be an adapter folder (an SFT LoRA/QLoRA output): its base and adapter are merged in
+    full precision first; with `quantization_config` or new adapters on top, via `<output_dir>/merged_base`.
+    """
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM
 
     name = resolve_model_path(model_args.model_name_or_path)
+    if is_adapter_dir(name):
+        merged_dir = start_from_adapter(name, model_args, training_args,
+                                        keep_merged=quantization_config is not None or bool(model_args.use_peft))
+        if merged_dir is None:
+            model = merge_adapter(name, model_args, training_args)
+            return _fit_to_tokenizer(model, tokenizer)
+        name = merged_dir
     kwargs = dict(revision=model_args.model_revision, dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                   trust_remote_code=training_args.trust_remote_code,
                   attn_implementation=model_args.attn_implementation)
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-        if torch.cuda.is_available():  # quantized weights are placed at load time, one GPU per process
+        if torch.cuda.is_available() and sharding() is None:
+            # quantized weights are placed at load time, one GPU per process; ZeRO-3 / FSDP place shards themselves
             kwargs["device_map"] = {"": PartialState().local_process_index}
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
     if quantization_config is not None and not torch.cuda.is_available():
         check_cpu_4bit_shapes(model, name)
+    return _fit_to_tokenizer(model, tokenizer)
+
+
+def _fit_to_tokenizer(model, tokenizer):
+    """Room for tokens the tokenizer added; generation stops at end of turn and pads with the real pad token."""
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     # Generation stops at the template's end-of-turn token (and eos) and pads with the real pad token.
@@ -105,23 +166,45 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
     return model
 
 
-def check_cpu_4bit_shapes(model, name: str, block: int = 32) -> None:
-    """bitsandbytes' CPU 4-bit inference kernels need every quantized layer's output size divisible by 32."""
-    bad = sorted({f"{type(m).__name__} {n.split('.')[-1]} (out {m.out_features})" for n, m in model.named_modules()
-                  if type(m).__name__ == "Linear4bit" and m.out_features % block})
+def check_cpu_4bit_shapes(model, name: str, out_block: int = 32, in_block: int = 64) -> None:
+    """bitsandbytes' CPU 4-bit kernels need every quantized layer's output size divisible by 32 and its input size
+    by the quantization block size, 64 (else a reshape error deep inside bitsandbytes at the first forward)."""
+    bad = sorted({f"{n.split('.')[-1]} (in {m.in_features}, out {m.out_features})" for n, m in model.named_modules()
+                  if type(m).__name__ == "Linear4bit" and (m.out_features % out_block or m.in_features % in_block)})
     if bad:
-        raise InstructkitError(f"4-bit layers of {name} cannot run on this CPU: output sizes must be multiples of "
-                               f"{block} for bitsandbytes' CPU kernels ({', '.join(bad[:4])}).",
+        raise InstructkitError(f"4-bit layers of {name} cannot run on this CPU: bitsandbytes' CPU kernels need input "
+                               f"sizes that are multiples of {in_block} and output sizes that are multiples of "
+                               f"{out_block} ({', '.join(bad[:4])}).",
                                fix="use recipes/sft_lora.py on CPU, or run QLoRA on a GPU.")
 
 
 def qlora_config(model_args):
-    """4-bit NF4 with double quantization; compute dtype = the model dtype (fp32 on CPU, bf16 on GPUs)."""
+    """4-bit NF4 with double quantization; compute dtype = the model dtype (fp32 on CPU, bf16 on GPUs).
+
+    Under ZeRO-3 / FSDP the packed 4-bit weights are stored in the compute dtype (`bnb_4bit_quant_storage`), so
+    the sharding sees one dtype across the model (uint8 storage fails there).
+    """
     from trl import get_quantization_config
 
     model_args.load_in_4bit = True
     model_args.dtype = str(torch_dtype(model_args.dtype)).removeprefix("torch.")
+    if sharding() is not None and not model_args.bnb_4bit_quant_storage:
+        model_args.bnb_4bit_quant_storage = model_args.dtype
     return get_quantization_config(model_args)
+
+
+def reference_model(model, peft_config, training_args):
+    """DPO's reference, always the starting policy and never reloaded from a path (TRL would re-read
+    `config._name_or_path`, which is wrong for a merged or in-memory model): under LoRA none is needed (the adapter
+    disabled is the start); with precomputed reference log-probs neither; otherwise a frozen in-memory copy.
+    """
+    import copy
+
+    if peft_config is not None or training_args.precompute_ref_log_probs:
+        return None
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
 
 
 def lora_config(model_args, model=None, new_tokens=()):

@@ -84,6 +84,37 @@ def check(trainer, report=None) -> dict:
             "bos": tok.bos_token if bos_expected else None, "rows_without_trained": empty}
 
 
+def check_preference(trainer, report=None) -> dict:
+    """The same promises for DPO's prepared pairs (`prompt_ids`, `chosen_ids`, `rejected_ids`): pad is not a stop
+    token; each answer ends its turn with the end-of-turn token (the preference must include stopping); one BOS."""
+    tok, dataset = tokenizer_of(trainer), trainer.train_dataset
+    if "chosen_ids" not in getattr(dataset, "column_names", []):
+        return {"skipped": "the training data is streamed or was not prepared by TRL"}
+    if len(dataset) == 0:
+        raise InstructkitError(f"no preference pair is left: every prompt fills max_length={trainer.args.max_length}.",
+                               fix="raise max_length, or shorten the prompts.")
+    conversational = (report.conversational if report else True) and bool(tok.chat_template)
+    eot = (chat_templates.end_of_turn_token(tok) if conversational else None) or tok.eos_token
+    check_pad(tok, eot)
+    eot_id, bos_id = tok.convert_tokens_to_ids(eot), tok.bos_token_id
+    no_eot, double_bos, with_bos = [], [], 0
+    for row, pair in enumerate(dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])):
+        if any(eot_id not in pair[k] for k in ("chosen_ids", "rejected_ids")):
+            no_eot.append(row)
+        if bos_id is not None and pair["prompt_ids"][:2] == [bos_id, bos_id]:
+            double_bos.append(row)
+        with_bos += bos_id is not None and pair["prompt_ids"][:1] == [bos_id]
+    if no_eot:
+        raise InstructkitError(f"{len(no_eot)} of {len(dataset)} preference pairs have an answer without the "
+                               f"end-of-turn token {eot!r} (rows {_rows(no_eot)}).",
+                               fix="use a chat template that closes assistant turns with a special token.")
+    if double_bos:
+        raise InstructkitError(f"{len(double_bos)} preference prompts start with two BOS tokens (rows "
+                               f"{_rows(double_bos)}).", fix="do not start prompt strings with the BOS token.")
+    return {"rows": len(dataset), "end_of_turn": eot, "pad": tok.pad_token,
+            "bos": tok.bos_token if with_bos else None, "rows_without_trained": 0}
+
+
 def summary(result: dict) -> str:
     """One log line for `check`'s result."""
     if "skipped" in result:

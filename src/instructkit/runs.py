@@ -65,18 +65,44 @@ def format_exact_match(label: str, results: dict) -> str:
                                     for split, r in results.items())
 
 
+def check_saved_weights(out: Path, trained: bool) -> None:
+    """What was saved loads and holds the training: a full model file, or LoRA weights that are not empty and (after
+    training) not all zero. ZeRO-3 without a 16-bit gather on save writes neither, silently."""
+    from safetensors import safe_open
+
+    from instructkit.errors import InstructkitError
+
+    fix = "with DeepSpeed ZeRO-3 set zero3_save_16bit_model: true in the accelerate config (accelerate_configs/" \
+          "deepspeed_zero3.yaml does)."
+    adapter = out / "adapter_model.safetensors"
+    if adapter.is_file():
+        with safe_open(str(adapter), "pt") as f:
+            lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
+        if not lora_b or any(t.numel() == 0 for t in lora_b):
+            raise InstructkitError(f"the LoRA adapter saved to {adapter} is empty.", fix=fix)
+        if trained and all(not t.any() for t in lora_b):
+            raise InstructkitError(f"the LoRA adapter saved to {adapter} holds its initial weights (every lora_B is "
+                                   "zero) although training ran.", fix=fix)
+    elif not list(out.glob("model*.safetensors")):
+        raise InstructkitError(f"no model.safetensors was written to {out} (only sharded checkpoints).", fix=fix)
+
+
 class Run:
     """One recipe run: parsed arguments plus the steps every SFT-style recipe shares."""
 
-    def __init__(self, recipe: str, trainer_config_class, default_config: Path, args=None):
+    def __init__(self, recipe: str, trainer_config_class, default_config: Path, args=None, preference: bool = False):
         from trl import ModelConfig
 
-        self.recipe = recipe
+        self.recipe, self.preference = recipe, preference  # preference: DPO-style pairs instead of instructions
         self.parsed = parse_recipe_args((InstructkitArguments, trainer_config_class, ModelConfig),
                                         args=args, default_config=default_config)
         self.args, self.training_args, self.model_args = self.parsed
         modeling.check_local_path(self.model_args.model_name_or_path, "model_name_or_path")
         modeling.check_local_path(self.args.tokenizer_name_or_path, "tokenizer_name_or_path")
+        if self.args.eval_benchmarks:  # a missing benchmark data dir fails now, not after training
+            from instructkit.benchmarks import resolve_data_dir
+
+            resolve_data_dir(self.args.benchmark_data_dir)
         self.start = time.time()
         use_all_cpu_cores()
         self.metrics: dict = {"recipe": recipe, "machine": machine_summary(self.training_args)}
@@ -85,7 +111,8 @@ class Run:
     # -- steps ------------------------------------------------------------------------------------------
     def load_data(self):
         """Validated rows in TRL's forms, with held-out split(s)."""
-        self.dataset, self.data_report = data.load_sft_data(self.args, seed=self.training_args.seed)
+        load = data.load_preference_data if self.preference else data.load_sft_data
+        self.dataset, self.data_report = load(self.args, seed=self.training_args.seed)
         for line in self.data_report.lines():
             log(line)
         return self.dataset
@@ -99,24 +126,36 @@ class Run:
         if self.new_tokens:
             log(f"chat template {self.args.chat_template}: added tokens "
                 f"{self.tokenizer.convert_ids_to_tokens(self.new_tokens)} (their embeddings are trained)")
-        data.configure_loss(self.training_args, self.data_report, self.tokenizer)
+        if not self.preference:  # DPO's loss covers the answers by construction
+            data.configure_loss(self.training_args, self.data_report, self.tokenizer)
         return self.tokenizer
 
     def trainer_datasets(self) -> dict:
-        eval_dataset = self.dataset.get("test") if self.training_args.eval_strategy != "no" else None
-        return {"train_dataset": self.dataset["train"], "eval_dataset": eval_dataset}
+        """Preference runs always get the held-out pairs: reward accuracy on them is measured after training."""
+        wants_eval = self.preference or self.training_args.eval_strategy != "no"
+        return {"train_dataset": self.dataset["train"], "eval_dataset": self.dataset.get("test") if wants_eval else None}
 
     def train(self, trainer):
         """Held-out exact match before, training, exact match after; prints both."""
         data.report_dropped(self.dataset, trainer, self.data_report)
-        log(preflight.summary(preflight.check(trainer, self.data_report)))
+        check = preflight.check_preference if self.preference else preflight.check
+        log(preflight.summary(check(trainer, self.data_report)))
         before = self.exact_match(trainer.model)
         log(format_exact_match("before training", before))
+        self.check_contamination()
         result = trainer.train(resume_from_checkpoint=self.training_args.resume_from_checkpoint)
         after = self.exact_match(trainer.model)
         log(format_exact_match("before training", before))
         log(format_exact_match("after training ", after))
-        self.metrics.update(train=result.metrics, exact_match={"before": before, "after": after})
+        self.metrics.update(train=result.metrics, exact_match={"before": before, "after": after},
+                            log_history=trainer.state.log_history)
+        self.after_training_evaluations(trainer)
+        if self.preference and trainer.eval_dataset is not None:
+            held_out = trainer.evaluate()
+            self.metrics["eval"] = held_out
+            log("held-out preference pairs: " + ", ".join(
+                f"{k.removeprefix('eval_')} {v:.3f}" for k, v in held_out.items()
+                if k in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")))
         return result
 
     def save(self, trainer) -> Path:
@@ -124,6 +163,7 @@ class Run:
         out = Path(self.training_args.output_dir)
         trainer.save_model(str(out))
         if trainer.accelerator.is_main_process:
+            check_saved_weights(out, trained=trainer.state.global_step > 0)
             # config.yaml records the same settings readably; no pickle in what users share or load
             (out / "training_args.bin").unlink(missing_ok=True)
             self.tokenizer.save_pretrained(out)
@@ -149,3 +189,64 @@ class Run:
                 results[split] = exact_match(model, self.tokenizer, rows, self.args.eval_max_new_tokens,
                                              self.args.eval_batch_size)
         return results
+
+    # -- benchmarks and generation metrics (instructkit.benchmarks, .decontamination, .generation_metrics) ------
+    def benchmark_protocol(self):
+        from instructkit.benchmarks import Protocol
+
+        a = self.args
+        return Protocol(tasks=list(a.eval_benchmarks), data_dir=a.benchmark_data_dir,
+                        num_fewshot=a.benchmark_num_fewshot, limit=a.benchmark_limit,
+                        batch_size=a.benchmark_batch_size, apply_chat_template=a.benchmark_chat_template,
+                        fewshot_as_multiturn=a.benchmark_fewshot_as_multiturn)
+
+    def check_contamination(self) -> None:
+        """With benchmarks configured: n-gram overlap of the training data with their questions, before training."""
+        if not self.args.eval_benchmarks or not is_main_process():
+            return
+        from instructkit import decontamination as dc
+        from instructkit.benchmarks import open_tasks, prepare_tasks
+
+        names, manager = prepare_tasks(self.benchmark_protocol(), self.benchmark_dir() / "lm_eval_tasks")
+        questions = dc.benchmark_questions(open_tasks(manager, names)["tasks"])
+        sources = [m["path"] for m in self.args.dataset_mixture or []] or [self.args.dataset_name]
+        try:
+            train = {str(f): dc.read_rows(f) for f in dc.training_files(sources)}
+        except InstructkitError:  # a hub data set: its loaded training rows, numbered as loaded
+            train = {f"{self.args.dataset_name} (loaded train split)": list(self.dataset["train"])}
+        result = dc.report(train, questions, self.args.decontamination_ngram)
+        for line in dc.summary_lines(result):
+            log(line)
+        self.metrics["decontamination"] = result
+
+    def benchmark_dir(self) -> Path:
+        return Path(self.training_args.output_dir) / "benchmarks"
+
+    def after_training_evaluations(self, trainer) -> None:
+        """Generation metrics and lm-eval benchmarks on the in-memory trained model, main process only."""
+        if not is_main_process():
+            return
+        if self.args.eval_generation_metrics:
+            from instructkit.generation_metrics import format_generation_metrics, heldout_generation_metrics
+
+            results = {}
+            for split in (s for s in self.dataset if s != "train"):
+                rows = data.exact_match_rows(self.dataset[split], self.args.eval_max_samples)
+                if rows:
+                    results[split] = heldout_generation_metrics(trainer.model, self.tokenizer, rows,
+                                                                self.args.eval_max_new_tokens, self.args.eval_batch_size)
+            self.metrics["generation_metrics"] = results
+            log(format_generation_metrics("after training", results))
+        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+        if self.args.eval_benchmarks and (trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3):
+            log("benchmarks skipped after training: the weights are sharded (FSDP / ZeRO-3), so one process cannot "
+                f"run the model; evaluate the saved output: instructkit eval --models {self.training_args.output_dir}")
+        elif self.args.eval_benchmarks:
+            from instructkit.benchmark_results import markdown_table, scores
+            from instructkit.benchmarks import evaluate
+
+            report = evaluate(self.benchmark_protocol(), self.benchmark_dir(), model=trainer.model,
+                              tokenizer=self.tokenizer)
+            log("benchmarks (lm-evaluation-harness), after training:\n" + markdown_table(report))
+            self.metrics["benchmarks"] = {"scores": {f"{t}/{m}": v for (t, m), v in scores(report).items()},
+                                          "protocol": report["protocol"], "seconds": report["seconds"]}
