@@ -26,7 +26,7 @@ def test_dpo_chains_from_sft_output(start, mode, sft_outputs, tmp_path):
 
     out = tmp_path / "dpo"
     proc = launch("dpo", *FEW_STEPS, "--model_name_or_path", str(sft_outputs / start), "--output_dir", str(out),
-                  "--loss_type", "sigmoid", "--eval_max_samples", "4", *mode)
+                  "--eval_max_samples", "4", *mode)
     assert_ok(proc)
     assert "held-out preference pairs: " in proc.stdout and "preflight ok" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())

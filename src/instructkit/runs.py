@@ -97,6 +97,9 @@ class Run:
         self.parsed = parse_recipe_args((InstructkitArguments, trainer_config_class, ModelConfig),
                                         args=args, default_config=default_config)
         self.args, self.training_args, self.model_args = self.parsed
+        # The Trainer's own set-up of the process group (DDP over gloo on CPU, DeepSpeed, ...) must come first:
+        # any earlier bare PartialState() would pin this process to a single-process state.
+        _ = self.training_args.device
         modeling.check_local_path(self.model_args.model_name_or_path, "model_name_or_path")
         modeling.check_local_path(self.args.tokenizer_name_or_path, "tokenizer_name_or_path")
         if self.args.eval_benchmarks:  # a missing benchmark data dir fails now, not after training
