@@ -182,7 +182,8 @@ def test_machine_defaults_parse_on_this_machine():
     defaults = machine_defaults()
     if defaults["bf16"]:
         pytest.skip("machine supports bf16; this test is about CPU-only machines")
-    assert defaults == {"bf16": False, "dtype": "float32", "model_name_or_path": "embedded"}
+    # use_cpu: several processes on a CPU-only machine form a gloo DDP group only with it
+    assert defaults == {"bf16": False, "dtype": "float32", "model_name_or_path": "embedded", "use_cpu": True}
     ours, sft, model = parse("--output_dir", "out")  # TRL's own bf16 default would fail here
     assert sft.bf16 is False
     assert model.dtype == "float32"
@@ -193,9 +194,9 @@ def test_machine_defaults_parse_on_this_machine():
 def test_yaml_overrides_machine_default_and_post_init_error_names_the_file(tmp_path):
     if machine_defaults()["bf16"]:
         pytest.skip("bf16 is valid on this machine")
-    cfg = write(tmp_path, "bf16: true\n")
+    cfg = write(tmp_path, "bf16: true\nfp16: true\n")  # TrainingArguments.__post_init__ refuses both
     message = error("--config", cfg)
-    assert "bf16" in message
+    assert "fp16" in message and "bf16" in message
     assert f"(while reading {cfg})" in message
 
 

@@ -99,7 +99,8 @@ def merge_adapter(adapter_dir: str, model_args, training_args):
     model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
                              dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                              trust_remote_code=training_args.trust_remote_code)
-    return model.merge_and_unload()
+    merged = model.merge_and_unload()
+    return merged.requires_grad_(True)  # PEFT loaded the base frozen; a full run trains every weight
 
 
 def start_from_adapter(adapter_dir: str, model_args, training_args, keep_merged: bool) -> str | None:
