@@ -44,8 +44,9 @@ def _from_pretrained(loader, name: str, what: str, **kwargs):
     except (OSError, ValueError) as err:  # missing/unreachable files; unknown model_type or revision
         first = str(err).strip().splitlines()[0][:300]
         raise InstructkitError(f"could not load the {what} {name!r}: {first}",
-                               fix="check the name or path; without network access (HF_HUB_OFFLINE=1) only "
-                                   "local folders and already cached hub models load.") from None
+                               fix="check the name or path (an SFT output folder exists only after its recipe ran, "
+                                   "e.g. accelerate launch recipes/sft_full.py); without network access "
+                                   "(HF_HUB_OFFLINE=1) only local folders and already cached hub models load.") from None
 
 
 def load_tokenizer(model_args, args, training_args):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 
 def looks_like_local_path(name: str, suffixes: tuple[str, ...] = ()) -> bool:
-    """Hub names are "name" or "org/name"; anything else (./x, /x, ~/x, a/b/c, x.jsonl) is meant as local."""
+    """Hub names are "name" or "org/name"; anything else (./x, /x, ~/x, a/b/c, x.jsonl, and "dir/x" when dir is a
+    local folder, such as outputs/sft_full) is meant as local."""
     return (name.startswith((".", "/", "~")) or name.count("/") > 1
+            or (name.count("/") == 1 and Path(name.split("/")[0]).is_dir())
             or (bool(suffixes) and Path(name).suffix.lower() in suffixes))
