@@ -160,8 +160,9 @@ def machine_defaults() -> dict[str, Any]:
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     # Several processes on a CPU-only machine need use_cpu (the Trainer then sets up gloo DDP; without it each
     # process trains alone) -- except under DeepSpeed, which use_cpu would switch off.
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    use_cpu = not torch.cuda.is_available() and not deepspeed
+    from instructkit.launch import deepspeed
+
+    use_cpu = not torch.cuda.is_available() and not deepspeed()
     return {"bf16": bf16, "dtype": "bfloat16" if bf16 else "float32", "model_name_or_path": "embedded",
             "use_cpu": use_cpu}
 

@@ -14,10 +14,15 @@ def _on(name: str) -> bool:
     return os.environ.get(name, "false").lower() in ("1", "true", "yes")
 
 
+def deepspeed() -> bool:
+    """Launched with a DeepSpeed accelerate config."""
+    return _on("ACCELERATE_USE_DEEPSPEED")
+
+
 def sharding() -> str | None:
     """'zero3', 'fsdp' or None (weights replicated on every process)."""
     if _on("ACCELERATE_USE_FSDP"):
         return "fsdp"
-    if _on("ACCELERATE_USE_DEEPSPEED") and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+    if deepspeed() and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
         return "zero3"
     return None
