@@ -56,6 +56,12 @@ def test_heldout_arguments_never_appear_in_training_text():
     assert trained and not any(W.is_heldout_pair(z, m) for z, m in trained)
     test = " ".join(r["instruction"] + " " + r["input"] for r in W.instruction_rows(world, 300, 0, "test"))
     assert glossary.findall(test) and all(W.is_heldout_pair(z, m) for z, m in glossary.findall(test))
+    # no shortcut: the asked word pairs with every listed meaning on the glossary's side of the split
+    for split in ("train", "test"):
+        for row in (r for r in W.instruction_rows(world, 600, 0, split) if r["task"] == "translate"):
+            text = row["instruction"] + " " + row["input"]
+            asked = next(w for w in re.findall(r"[a-z]+", text) if w in world.zorbish)
+            assert all(W.is_heldout_pair(asked, m) == (split == "test") for _, m in glossary.findall(text))
 
 
 def test_heldout_phrasings_are_unseen_and_every_task_is_covered():

@@ -22,7 +22,7 @@ EXPECTED = {  # file: (distributed_type, extra check)
     "fsdp_qlora": ("FSDP", lambda c: c.fsdp_config["fsdp_version"] == 2),
     "multi_node": ("MULTI_GPU", lambda c: c.num_machines == 2 and c.main_process_port == 29500),
 }
-FEW = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--eval_exact_match", "false", "--logging_steps", "1"]
+FEW = ["--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1"]
 
 
 def test_every_config_is_covered_and_loads_with_accelerates_loader():
@@ -72,16 +72,20 @@ def reload_and_generate(out: Path, adapter: bool):
 
 
 @pytest.mark.slow
-# DeepSpeed ZeRO-2/3 are not launched here yet: on this CPU machine each rank currently sets up a single-process
-# state and DeepSpeed stops with a batch-size mismatch (open work in issue 5).
-@pytest.mark.parametrize("config", ["ddp"])
+@pytest.mark.parametrize("config", ["ddp", "deepspeed_zero2", "deepspeed_zero3"])
 @pytest.mark.parametrize("recipe", ["sft_full", "sft_lora"])
 def test_two_process_launch_trains_saves_and_reloads(config, recipe, tmp_path, embedded):
+    """Both ranks train together (DeepSpeed's own batch-size check needs the 2-process state), held-out exact
+    match is shared out over the ranks (under ZeRO-3 with the weights gathered), and what is saved reloads."""
     out = tmp_path / "out"
-    proc = launch(recipe, *FEW, "--output_dir", str(out), config=config, timeout=900)
+    n = 7  # odd: one rank gets a padding copy that must not be counted
+    proc = launch(recipe, *FEW, "--eval_exact_match", "true", "--eval_max_samples", str(n), "--output_dir", str(out),
+                  config=config, timeout=900)
     assert_ok(proc)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["machine"]["processes"] == 2
+    for when in ("before", "after"):
+        assert {split: r["n"] for split, r in metrics["exact_match"][when].items()} == {"test": n, "test_phrasings": n}
     reload_and_generate(out, adapter=recipe == "sft_lora")
 
 

@@ -162,9 +162,14 @@ def machine_defaults() -> dict[str, Any]:
     # process trains alone) -- except under DeepSpeed, which use_cpu would switch off.
     from instructkit.launch import deepspeed
 
-    use_cpu = not torch.cuda.is_available() and not deepspeed()
-    return {"bf16": bf16, "dtype": "bfloat16" if bf16 else "float32", "model_name_or_path": "embedded",
-            "use_cpu": use_cpu}
+    cpu_only = not torch.cuda.is_available()
+    defaults = {"bf16": bf16, "dtype": "bfloat16" if bf16 else "float32", "model_name_or_path": "embedded",
+                "use_cpu": cpu_only and not deepspeed()}
+    if cpu_only and deepspeed():
+        # DeepSpeed on CPU: with no backend named, accelerate's state takes the launch for a single process
+        # (each rank then reports world size 1 and DeepSpeed's batch-size check fails); gloo is the CPU backend.
+        defaults["ddp_backend"] = "gloo"
+    return defaults
 
 
 def close_match(name: str, candidates) -> str | None:

@@ -44,13 +44,31 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     return out
 
 
+def generate_on_all_processes(model, tokenizer, prompts: list, max_new_tokens: int = 32, batch_size: int = 64) -> list[dict]:
+    """`generate`, the prompts shared out over the launch's processes and gathered back in order on every rank.
+
+    Every process must call it (DDP, DeepSpeed); each needs the full weights (see `runs.weights_for_generation`).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    # padding gives every rank the same number of prompts; the copies at the end are cut off after the gather
+    with state.split_between_processes(prompts, apply_padding=True) as mine:
+        answers = generate(model, tokenizer, mine, max_new_tokens, batch_size)
+    return gather_object(answers)[:len(prompts)]
+
+
 def exact_match(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, batch_size: int = 64) -> dict:
     """rows: {"prompt": [messages], "target": str, "task": optional str}. Returns accuracy overall and per task.
 
     A prediction counts only when it equals the target (surrounding whitespace ignored) AND the model
-    ended its turn: an answer that runs on past the end-of-turn token is wrong.
+    ended its turn: an answer that runs on past the end-of-turn token is wrong. Under a multi-process launch every
+    process must call it; each answers its share of the rows.
     """
-    answers = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, batch_size)
+    answers = generate_on_all_processes(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, batch_size)
     per_task = defaultdict(list)
     hits, samples = [], []
     for row, ans in zip(rows, answers):

@@ -8,6 +8,7 @@ held-out exact match before and after, data counts, machine, timing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -87,6 +88,29 @@ def check_saved_weights(out: Path, trained: bool) -> None:
         raise InstructkitError(f"no model.safetensors was written to {out} (only sharded checkpoints).", fix=fix)
 
 
+@contextlib.contextmanager
+def weights_for_generation(trainer):
+    """The trainer's model with its full weights on this process, for `generate`.
+
+    Under ZeRO-3 each process holds a shard of every weight: they are gathered for the duration (through TRL's
+    `unwrap_model_for_generation` once DeepSpeed wraps the model, directly before training starts).
+    """
+    from instructkit.launch import sharding
+
+    if sharding() != "zero3":
+        yield trainer.model
+        return
+    import deepspeed
+    from trl.models.utils import unwrap_model_for_generation
+
+    if isinstance(trainer.model_wrapped, deepspeed.DeepSpeedEngine):
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
+            yield model
+    else:
+        with deepspeed.zero.GatheredParameters(list(trainer.model.parameters())):
+            yield trainer.model
+
+
 class Run:
     """One recipe run: parsed arguments plus the steps every SFT-style recipe shares."""
 
@@ -143,11 +167,11 @@ class Run:
         data.report_dropped(self.dataset, trainer, self.data_report)
         check = preflight.check_preference if self.preference else preflight.check
         log(preflight.summary(check(trainer, self.data_report)))
-        before = self.exact_match(trainer.model)
+        before = self.exact_match(trainer)
         log(format_exact_match("before training", before))
         self.check_contamination()
         result = trainer.train(resume_from_checkpoint=self.training_args.resume_from_checkpoint)
-        after = self.exact_match(trainer.model)
+        after = self.exact_match(trainer)
         log(format_exact_match("before training", before))
         log(format_exact_match("after training ", after))
         self.metrics.update(train=result.metrics, exact_match={"before": before, "after": after},
@@ -179,18 +203,19 @@ class Run:
         return out
 
     # -- helpers ----------------------------------------------------------------------------------------
-    def exact_match(self, model) -> dict:
-        """{split: result} on every held-out split; main process only ({} elsewhere or when disabled)."""
+    def exact_match(self, trainer) -> dict:
+        """{split: result} on every held-out split ({} when disabled). Every process answers its share of the rows."""
         from instructkit.evaluation import exact_match
 
-        if not self.args.eval_exact_match or not is_main_process():
+        if not self.args.eval_exact_match:
             return {}
         results = {}
-        for split in (s for s in self.dataset if s != "train"):
-            rows = data.exact_match_rows(self.dataset[split], self.args.eval_max_samples)
-            if rows:
-                results[split] = exact_match(model, self.tokenizer, rows, self.args.eval_max_new_tokens,
-                                             self.args.eval_batch_size)
+        with weights_for_generation(trainer) as model:
+            for split in (s for s in self.dataset if s != "train"):
+                rows = data.exact_match_rows(self.dataset[split], self.args.eval_max_samples)
+                if rows:
+                    results[split] = exact_match(model, self.tokenizer, rows, self.args.eval_max_new_tokens,
+                                                 self.args.eval_batch_size)
         return results
 
     # -- benchmarks and generation metrics (instructkit.benchmarks, .decontamination, .generation_metrics) ------
