@@ -322,9 +322,14 @@ CASES = [
     Case("finished-run", "runs", "an output_dir holding a finished run",
          lambda e: e.prepare(e.model_dir("out", {"metrics.json": "{}", "model.safetensors": b""})),
          "output_dir <tmp>/out holds a finished run (metrics.json, model.safetensors); this run would overwrite it"),
+    Case("output-dir-is-a-file", "runs", "an output_dir that is a file",
+         lambda e: e.prepare(e.write("out", "")), "output_dir <tmp>/out is a file, not a folder"),
     Case("checkpoints-of-another-config", "runs", "an output_dir holding checkpoints of an unfinished run with "
          "another config", other_config_checkpoints,
          "holds checkpoints of an unfinished run with a different config (learning_rate: 0.001 -> 0.0005)"),
+    Case("checkpoints-without-config", "runs", "an output_dir holding checkpoints another tool wrote (no config.yaml)",
+         lambda e: e.prepare(str(Path(e.checkpoint(str(e.tmp / "out"), 3)).parent)),
+         "output_dir <tmp>/out holds checkpoints but no readable config.yaml of the run that wrote them"),
     Case("resume-checkpoint-missing", "runs", "`resume_from_checkpoint` naming a folder that does not exist",
          lambda e: e.prepare(str(e.tmp / "out"), False, str(e.tmp / "out" / "checkpoint-9")),
          "resume_from_checkpoint <tmp>/out/checkpoint-9 cannot be resumed from: it does not exist"),
@@ -437,6 +442,7 @@ def test_bad_input_gives_its_message(case, tmp_path, monkeypatch):
             f"python -m pytest tests/test_errors.py):\n{message}")
 
 
+@pytest.mark.skipif(UPDATE, reason="the doc is being rewritten")
 def test_the_doc_lists_exactly_the_table():
     ids = re.findall(r"^### `([^`]+)`$", DOC.read_text(), flags=re.M)
     assert ids == [c.id for area in AREAS for c in CASES if c.area == area]

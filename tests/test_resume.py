@@ -88,6 +88,7 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint_and_matches(refere
     assert f"skipping incomplete {half.name}" in resumed.stdout, seen
     assert f"resuming from {last} (step {outputs.step_of(last)})" in resumed.stdout, seen
 
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == str(last)
     ref, got = losses(ref_out), losses(out)
     assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
     worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))

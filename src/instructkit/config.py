@@ -156,6 +156,11 @@ class InstructkitArguments:
     )
 
 
+# Trainer defaults instructkit changes. logging_nan_inf_filter: the Trainer would log a nan/inf loss as the average of
+# earlier ones; logged as it is, the run stops on it (instructkit.nonfinite), also under fp16.
+OUR_DEFAULTS = {"logging_nan_inf_filter": False}
+
+
 def machine_defaults() -> dict[str, Any]:
     """Defaults that depend on the hardware, so a config written on a GPU box still parses on a CPU one.
 
@@ -211,7 +216,7 @@ def parse_recipe_args(dataclass_types, args=None, default_config=None) -> tuple:
     # allow_abbrev=False: argparse would otherwise take `--learning_rat` as `--learning_rate`.
     parser = RecipeParser(dataclass_types, allow_abbrev=False)
     fields = _fields_by_name(dataclass_types)
-    parser.set_defaults(**{k: v for k, v in machine_defaults().items() if k in fields})
+    parser.set_defaults(**{k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS}.items() if k in fields})
 
     problems = _check_config(config, config_path, fields, _actions_by_dest(parser))
     problems += _check_command_line(cli_args, fields, parser)

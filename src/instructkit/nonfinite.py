@@ -1,11 +1,12 @@
 """Stop training at the first non-finite (nan / inf) loss or gradient, before the weights take the step.
 
 The Trainer keeps going on a nan loss: with `logging_nan_inf_filter` (on by default) it even logs the average of
-earlier losses instead, and the next checkpoint saves nan weights over nothing. The callback here checks the
-gradients after backward and clipping, before the optimizer step (`on_pre_optimizer_step`), and the logged loss and
-gradient norm (`on_log`, which also covers DeepSpeed, whose optimizer holds the gradients). On the first non-finite
-value it raises an `InstructkitError`: the run ends with one message, nothing more is saved, and the newest
-checkpoint, written before the bad step, stays the last good one.
+earlier losses instead, and the next checkpoint saves nan weights. The callback here checks the gradients after
+backward and clipping, before the optimizer step (`on_pre_optimizer_step`), and the logged loss and gradient norm
+(`on_log`: this also covers DeepSpeed, whose optimizer holds the gradients). Under fp16 only the loss is checked: its
+loss scaler overflows on purpose now and then and skips that step. On the first non-finite value the callback
+raises an `InstructkitError`: the run ends with one message, nothing more is saved, and the newest checkpoint,
+written before the bad step, stays the last good one.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ def stop_on_nonfinite_loss():
 
     class StopOnNonFiniteLoss(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            if model is not None and nonfinite_gradients(model):
+            # fp16's loss scaler overflows on purpose now and then: it skips that step and lowers the scale
+            if model is not None and not args.fp16 and nonfinite_gradients(model):
                 # global_step counts finished steps: this one would be global_step + 1
                 raise stop_message("the loss or its gradients are not finite (nan/inf)", state.global_step + 1,
                                    args.output_dir)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            for key in ("loss", "grad_norm"):
+            for key in ("loss",) if args.fp16 else ("loss", "grad_norm"):
                 value = (logs or {}).get(key)
                 if isinstance(value, (int, float)) and not math.isfinite(value):
                     raise stop_message(f"the logged {key} is {value}", state.global_step, args.output_dir,

@@ -18,6 +18,7 @@ resumed loss curve continues the interrupted one (tests/test_resume.py measures 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -127,6 +128,15 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
+def saved_config(output_dir) -> dict | None:
+    """The resolved config a run wrote to output_dir/config.yaml when it started (None if missing or unreadable)."""
+    try:
+        saved = yaml.safe_load((Path(output_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
 def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print) -> str | None:
     """Check `output_dir` before anything loads; returns the checkpoint to resume from (None: start at step 0).
 
@@ -152,6 +162,8 @@ def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print
                                    fix=f"pass a complete checkpoint-<step> folder ({where}), or leave "
                                        "resume_from_checkpoint unset to resume automatically from the newest "
                                        "complete one.")
+    if out.exists() and not out.is_dir():
+        raise InstructkitError(f"output_dir {out} is a file, not a folder.", fix="pass a folder path as --output_dir.")
     finished = finished_run(out)
     if finished and not overwrite:
         raise InstructkitError(f"output_dir {out} holds a finished run ({', '.join(finished)}); this run would "
@@ -164,13 +176,14 @@ def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print
         resume = str(explicit)
         log(f"resuming from {explicit} (resume_from_checkpoint)")
     elif checkpoints(out):
-        saved_file = out / "config.yaml"
-        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) if saved_file.is_file() else None
-        differences = config_differences(saved, resolved) if isinstance(saved, dict) else ["config.yaml is missing"]
-        if differences:
+        saved = saved_config(out)
+        differences = config_differences(saved, resolved) if saved is not None else []
+        if saved is None or differences:
             shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
             raise InstructkitError(
-                f"output_dir {out} holds checkpoints of an unfinished run with a different config ({shown}).",
+                f"output_dir {out} holds checkpoints of an unfinished run with a different config ({shown})."
+                if differences else f"output_dir {out} holds checkpoints but no readable config.yaml of the run that "
+                                    "wrote them, so they may belong to another config.",
                 fix="rerun that run's exact command to resume it, pass --resume_from_checkpoint <its checkpoint> to "
                     "continue it with this config, --overwrite_output_dir true to start over, or a new --output_dir.")
         ckpt, stale_pairs = last_complete(out, state.num_processes)
@@ -190,7 +203,9 @@ def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print
                 log(f"overwrite_output_dir: removing {path}")
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=True), encoding="utf-8")
+        partial = out / "config.yaml.partial"  # then renamed: a kill never leaves half a config.yaml
+        partial.write_text(yaml.safe_dump(resolved, sort_keys=True), encoding="utf-8")
+        os.replace(partial, out / "config.yaml")
     state.wait_for_everyone()
     return resume
 

@@ -114,6 +114,7 @@ class Run:
         # a finished run is refused, an unfinished one with the same config resumes (instructkit.outputs)
         self.resume_from = outputs.prepare_output_dir(self.training_args, self.args.overwrite_output_dir,
                                                       resolved_config(*self.parsed), log) if writes_output else None
+        self.metrics["resumed_from"] = self.resume_from
 
     # -- steps ------------------------------------------------------------------------------------------
     def load_data(self):
