@@ -22,14 +22,19 @@ def embedded():
     return ensure_embedded()
 
 
-def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
-           quiet: bool = False, config: str = "single_gpu", launcher_args: tuple = ()):
-    """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`, as a user
-    runs it, in a subprocess."""
+def launch_command(recipe: str, *args: str, quiet: bool = False, config: str = "single_gpu",
+                   launcher_args: tuple = ()) -> list[str]:
+    """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
-    cmd = [str(accelerate), "launch", *(["-q"] if quiet else []),
-           "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
+    return [str(accelerate), "launch", *(["-q"] if quiet else []),
+            "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
+
+
+def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
+           quiet: bool = False, config: str = "single_gpu", launcher_args: tuple = ()):
+    """`launch_command(...)` run as a user runs it, in a subprocess."""
+    cmd = launch_command(recipe, *args, quiet=quiet, config=config, launcher_args=launcher_args)
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 

@@ -61,7 +61,10 @@ def chat_template_text(name_or_path: str) -> str:
         return path.read_text()
     bundled = TEMPLATES_DIR / f"{name}.jinja"
     if not bundled.is_file():
-        raise InstructkitError(f"unknown chat template {name_or_path!r}.",
+        from instructkit.config import close_match
+
+        near = close_match(name_or_path, bundled_names())
+        raise InstructkitError(f"unknown chat template {name_or_path!r}" + (f" — did you mean {near!r}?" if near else "."),
                                fix=f"use one of: {', '.join(bundled_names())}, or a .jinja path.")
     return bundled.read_text()
 

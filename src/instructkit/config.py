@@ -148,6 +148,17 @@ class InstructkitArguments:
     decontamination_ngram: int = dataclasses.field(
         default=8, metadata={"help": "Word n-gram size of the decontamination report (shorter questions match whole)."}
     )
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Start over in an output_dir that holds a finished run or another run's checkpoints "
+                          "(they are removed). Without it a finished output_dir is refused, and an unfinished run "
+                          "with the same config resumes from its last complete checkpoint."},
+    )
+
+
+# Trainer defaults instructkit changes. logging_nan_inf_filter: the Trainer would log a nan/inf loss as the average of
+# earlier ones; logged as it is, the run stops on it (instructkit.nonfinite), also under fp16.
+OUR_DEFAULTS = {"logging_nan_inf_filter": False}
 
 
 def machine_defaults() -> dict[str, Any]:
@@ -210,7 +221,7 @@ def parse_recipe_args(dataclass_types, args=None, default_config=None) -> tuple:
     # allow_abbrev=False: argparse would otherwise take `--learning_rat` as `--learning_rate`.
     parser = RecipeParser(dataclass_types, allow_abbrev=False)
     fields = _fields_by_name(dataclass_types)
-    parser.set_defaults(**{k: v for k, v in machine_defaults().items() if k in fields})
+    parser.set_defaults(**{k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS}.items() if k in fields})
 
     problems = _check_config(config, config_path, fields, _actions_by_dest(parser))
     problems += _check_command_line(cli_args, fields, parser)
@@ -222,10 +233,25 @@ def parse_recipe_args(dataclass_types, args=None, default_config=None) -> tuple:
         )
 
     trl_args = (["--config", config_path] if config_path is not None else []) + cli_args
+    source = config_path or "the " + COMMAND_LINE
     try:
-        return parser.parse_args_and_config(trl_args)
+        parsed = parser.parse_args_and_config(trl_args)
     except ValueError as err:  # dataclass __post_init__ validation, e.g. TrainingArguments
-        raise InstructkitError(f"{err} (while reading {config_path or 'the ' + COMMAND_LINE})") from err
+        raise InstructkitError(f"{' '.join(str(err).split()).rstrip('.')} (while reading {source}).",
+                               fix="change one of the conflicting values named above.") from err
+    check_conflicts(parsed, source)
+    return parsed
+
+
+def check_conflicts(instances, source: str) -> None:
+    """Option combinations TRL refuses only once the model and data are loaded, reported before anything loads."""
+    values = {f.name: getattr(i, f.name) for i in instances for f in dataclasses.fields(i)}
+    if values.get("padding_free") and not values.get("packing") and values.get("max_length") is not None:
+        raise InstructkitError(
+            f"padding_free: true without packing cannot enforce max_length={values['max_length']} (while reading {source}): "
+            "rows longer than it would not be cut, and TRL refuses the combination.",
+            fix="set packing: true (packing_strategy: bfd, which is padding-free), or padding_free: false, or "
+                "max_length: null if every row is already short enough.")
 
 
 def resolved_config(*instances) -> dict[str, Any]:

@@ -81,9 +81,9 @@ class DataReport:
 # --- reading -----------------------------------------------------------------------------------------
 
 def read_file(path: Path) -> list[Record]:
-    """Records of one local file; a malformed line names the file and line."""
+    """Records of one local file; a malformed line names the file and line, an empty file is refused."""
     try:
-        return _read_file(path)
+        records = _read_file(path)
     except (UnicodeDecodeError, OSError) as err:
         raise InstructkitError(f"{path}: cannot be read ({type(err).__name__}: {err}).",
                                fix="save the file as UTF-8 text (or valid Parquet) and check its permissions.") from None
@@ -91,6 +91,10 @@ def read_file(path: Path) -> list[Record]:
         if type(err).__module__.startswith("pyarrow"):
             raise InstructkitError(f"{path}: not a valid Parquet file ({err}).", fix="re-export the file.") from None
         raise
+    if not records:
+        raise InstructkitError(f"{path}: holds no data rows (the file is empty, or has a header only).",
+                               fix="add rows, or remove the file (a folder's empty file is not skipped silently).")
+    return records
 
 
 def _read_file(path: Path) -> list[Record]:
@@ -398,7 +402,11 @@ def load_data(args, seed: int, preference: bool):
     converted = {name: convert_records(records, report.format, args.on_bad_rows, report)
                  for name, records in splits.items()}
     if not converted[train_name]:
-        raise InstructkitError(f"dataset {args.dataset_name}: no training rows left.", fix="check the data file.")
+        reasons = ", ".join(f"{r}: {n}" for r, n in report.skipped.most_common())
+        raise InstructkitError(f"dataset {args.dataset_name}: no training rows left: "
+                               + (f"every row of split {train_name!r} was skipped as invalid ({reasons})."
+                                  if reasons else f"split {train_name!r} is empty."),
+                               fix="correct the rows (on_bad_rows: error lists them with their row numbers).")
     out = {"train": converted[train_name]}
     held_out = {k: v for k, v in converted.items() if k != train_name}
     if test_name in held_out:
@@ -550,6 +558,7 @@ def configure_loss(training_args, report: DataReport, tokenizer=None) -> None:
     from instructkit.chat_templates import bundled_names, training_template
 
     form = report.form or {"alpaca": "prompt_completion", "sharegpt": "messages"}.get(report.format, report.format)
+    check_loss_options(training_args, report, form)
     if form == "prompt_completion":
         training_args.completion_only_loss = True
         if tokenizer is not None and report.conversational and training_template(tokenizer):
@@ -563,6 +572,21 @@ def configure_loss(training_args, report: DataReport, tokenizer=None) -> None:
                 "knows no training variant of it.",
                 fix="set chat_template: to a bundled template (" + ", ".join(bundled_names()) + ") or a .jinja "
                     "file with the markers around each assistant turn's content and end-of-turn token.")
+
+
+def check_loss_options(training_args, report: DataReport, form: str) -> None:
+    """Loss options the user set that the data cannot have, refused here rather than deep inside TRL."""
+    kind = f"{report.format} data ({'plain text rows' if form == 'text' else 'plain-string prompt/completion rows'})"
+    if getattr(training_args, "assistant_only_loss", False) and not report.conversational and form != "messages":
+        raise InstructkitError(
+            f"assistant_only_loss: true trains the assistant turns of conversations, but the training data is {kind}.",
+            fix="set assistant_only_loss: false, or use conversational data (messages, ShareGPT, alpaca or "
+                "message-list prompt/completion rows).")
+    if getattr(training_args, "completion_only_loss", None) is True and form == "text":
+        raise InstructkitError(f"completion_only_loss: true needs prompt/completion rows, but the training data is "
+                               f"{kind}, which has no completion.",
+                               fix="set completion_only_loss: false (text rows train on every token), or use "
+                                   "prompt/completion or alpaca data.")
 
 
 def report_dropped(dataset, trainer, report: DataReport) -> None:

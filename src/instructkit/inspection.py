@@ -71,7 +71,7 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     out = out or sys.stdout
-    run = Run("inspect", SFTConfig, default_config=None, args=argv)
+    run = Run("inspect", SFTConfig, default_config=None, args=argv, writes_output=False)
     packing = run.training_args.packing
     run.training_args.packing = run.training_args.eval_packing = run.training_args.padding_free = False
     run.load_data()

@@ -5,6 +5,7 @@ Safe by default: safetensors only, `trust_remote_code` only when the config enab
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from instructkit.chat_templates import chat_template_text  # noqa: F401  (the embedded build imports it from here)
@@ -26,6 +27,40 @@ def check_local_path(name: str | None, key: str) -> None:
     elif looks_like_local_path(name):
         raise InstructkitError(f"{key} {name} does not exist (relative paths start at {Path.cwd()}).",
                                fix=f"set {key} to an existing folder, a hub name, or 'embedded'.")
+
+
+PICKLED_WEIGHTS = ("pytorch_model*.bin", "adapter_model.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def check_safe_weights(folder: str, key: str) -> None:
+    """A local model or adapter folder must hold safetensors weights: pickled ones (pytorch_model.bin, ...) can run
+    arbitrary code when loaded, so they are never loaded."""
+    path = Path(folder)
+    if not path.is_dir() or list(path.glob("*.safetensors")):
+        return
+    pickled = sorted({p.name for pattern in PICKLED_WEIGHTS for p in path.glob(pattern)})
+    if pickled:
+        raise InstructkitError(
+            f"{key} {folder} holds only pickled weights ({', '.join(pickled[:3])}), which can run code when loaded; "
+            "instructkit loads safetensors only.",
+            fix="convert them once where you trust the file: AutoModelForCausalLM.from_pretrained(folder)"
+                ".save_pretrained(folder) writes model.safetensors (for an adapter: PeftModel ... save_pretrained).")
+
+
+def check_remote_code(folder: str, key: str, trust_remote_code: bool) -> None:
+    """A local folder whose config maps to its own Python code (`auto_map`) loads only with trust_remote_code."""
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((Path(folder) / name).read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if auto_map:
+            raise InstructkitError(
+                f"{key} {folder} ships its own Python code ({name} maps {', '.join(sorted(auto_map))} to it), which "
+                "is not run unless you allow it.",
+                fix="read that code, then set trust_remote_code: true; or use a model transformers supports natively.")
 
 
 def resolve_model_path(name: str | None, key: str = "model_name_or_path") -> str:
@@ -59,6 +94,7 @@ def load_tokenizer(model_args, args, training_args):
 
     key = "tokenizer_name_or_path" if args.tokenizer_name_or_path else "model_name_or_path"
     name = resolve_model_path(args.tokenizer_name_or_path or model_args.model_name_or_path, key)
+    check_remote_code(name, key, training_args.trust_remote_code)
     tok = _from_pretrained(AutoTokenizer.from_pretrained, name, "tokenizer", revision=model_args.model_revision,
                            trust_remote_code=training_args.trust_remote_code)
     new_tokens = set_chat_template(tok, args.chat_template) if args.chat_template else []
@@ -88,8 +124,6 @@ def is_adapter_dir(name: str) -> bool:
 
 def merge_adapter(adapter_dir: str, model_args, training_args):
     """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights)."""
-    import json
-
     from peft import AutoPeftModelForCausalLM
 
     base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
@@ -97,6 +131,10 @@ def merge_adapter(adapter_dir: str, model_args, training_args):
         raise InstructkitError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path).",
                                fix="set base_model_name_or_path in that file to the base model's folder or hub name.")
     check_local_path(base, f"base_model_name_or_path in {adapter_dir}/adapter_config.json")
+    check_safe_weights(adapter_dir, "model_name_or_path")
+    check_safe_weights(base, f"base_model_name_or_path in {adapter_dir}/adapter_config.json")
+    check_remote_code(base, f"base_model_name_or_path in {adapter_dir}/adapter_config.json",
+                      training_args.trust_remote_code)
     model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
                              dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                              trust_remote_code=training_args.trust_remote_code)
@@ -143,6 +181,8 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
             model = merge_adapter(name, model_args, training_args)
             return _fit_to_tokenizer(model, tokenizer)
         name = merged_dir
+    check_safe_weights(name, "model_name_or_path")
+    check_remote_code(name, "model_name_or_path", training_args.trust_remote_code)
     kwargs = dict(revision=model_args.model_revision, dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                   trust_remote_code=training_args.trust_remote_code,
                   attn_implementation=model_args.attn_implementation)

@@ -15,8 +15,8 @@ import platform
 import time
 from pathlib import Path
 
-from instructkit import data, modeling, preflight
-from instructkit.config import InstructkitArguments, parse_recipe_args, save_resolved_config
+from instructkit import data, modeling, nonfinite, outputs, preflight
+from instructkit.config import InstructkitArguments, parse_recipe_args, resolved_config, save_resolved_config
 
 
 def is_main_process() -> bool:
@@ -114,7 +114,8 @@ def weights_for_generation(trainer):
 class Run:
     """One recipe run: parsed arguments plus the steps every SFT-style recipe shares."""
 
-    def __init__(self, recipe: str, trainer_config_class, default_config: Path, args=None, preference: bool = False):
+    def __init__(self, recipe: str, trainer_config_class, default_config: Path, args=None, preference: bool = False,
+                 writes_output: bool = True):
         from trl import ModelConfig
 
         self.recipe, self.preference = recipe, preference  # preference: DPO-style pairs instead of instructions
@@ -134,6 +135,10 @@ class Run:
         use_all_cpu_cores()
         self.metrics: dict = {"recipe": recipe, "machine": machine_summary(self.training_args)}
         log(f"{recipe} on {self.metrics['machine']} -> {self.training_args.output_dir}")
+        # a finished run is refused, an unfinished one with the same config resumes (instructkit.outputs)
+        self.resume_from = outputs.prepare_output_dir(self.training_args, self.args.overwrite_output_dir,
+                                                      resolved_config(*self.parsed), log) if writes_output else None
+        self.metrics["resumed_from"] = self.resume_from
 
     # -- steps ------------------------------------------------------------------------------------------
     def load_data(self):
@@ -170,7 +175,9 @@ class Run:
         before = self.exact_match(trainer)
         log(format_exact_match("before training", before))
         self.check_contamination()
-        result = trainer.train(resume_from_checkpoint=self.training_args.resume_from_checkpoint)
+        trainer.add_callback(nonfinite.stop_on_nonfinite_loss())
+        trainer.add_callback(outputs.checkpoint_callback())
+        result = trainer.train(resume_from_checkpoint=self.resume_from)
         after = self.exact_match(trainer)
         log(format_exact_match("before training", before))
         log(format_exact_match("after training ", after))
@@ -234,6 +241,7 @@ class Run:
             return
         from instructkit import decontamination as dc
         from instructkit.benchmarks import open_tasks, prepare_tasks
+        from instructkit.errors import InstructkitError
 
         names, manager = prepare_tasks(self.benchmark_protocol(), self.benchmark_dir() / "lm_eval_tasks")
         questions = dc.benchmark_questions(open_tasks(manager, names)["tasks"])

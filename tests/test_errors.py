@@ -1,0 +1,488 @@
+"""Every bad input ends in one clear message naming the file / row / key and the fix: the table of them.
+
+`CASES` is the single source of docs/errors.md: each case triggers its bad input in-process through the same
+function a recipe calls, and the message it prints (paths under the test's folder shown as `<tmp>`) must appear in
+the doc word for word. Regenerate the doc after changing a message or a case:
+
+    INSTRUCTKIT_UPDATE_DOCS=1 python -m pytest tests/test_errors.py -q
+
+The last tests launch real recipes: a non-finite loss stops a run with exit status 2 and keeps its last good
+checkpoint, and INSTRUCTKIT_DEBUG=1 shows the traceback the plain message hides.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace as NS
+from typing import Callable
+
+import pytest
+
+from conftest import ROOT, launch, make_tokenizer, sft_trainer, tiny_model
+from instructkit import chat_templates, data, modeling, outputs
+from instructkit.config import InstructkitArguments, parse_recipe_args, resolved_config
+from instructkit.errors import InstructkitError
+
+DOC = ROOT / "docs" / "errors.md"
+UPDATE = os.environ.get("INSTRUCTKIT_UPDATE_DOCS") == "1"
+GOOD = [{"instruction": f"Reverse w{i}", "input": "", "output": f"{i}w"} for i in range(6)]
+
+
+class Env:
+    """A scratch folder (also the working directory) and the calls a recipe makes, for one case."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+
+    def write(self, name: str, text: str | bytes) -> str:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+        return str(path)
+
+    def jsonl(self, name: str, rows: list) -> str:
+        return self.write(name, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def parse(self, *args: str):
+        from trl import ModelConfig, SFTConfig
+
+        return parse_recipe_args((InstructkitArguments, SFTConfig, ModelConfig), list(args))
+
+    def yaml(self, text: str):
+        return self.parse("--config", self.write("config.yaml", text))
+
+    def sft_data(self, path: str, **kw):
+        return data.load_sft_data(InstructkitArguments(dataset_name=path, **kw), seed=0)
+
+    def bad_row(self, row: dict, fmt_rows: list = GOOD):
+        """The data set with `row` as its 3rd row."""
+        return self.sft_data(self.jsonl("data.jsonl", fmt_rows[:2] + [row] + fmt_rows[2:]))
+
+    def loss(self, rows: list, *args: str, tokenizer=None):
+        """configure_loss for `rows` under the options `args`, as `Run.load_tokenizer` calls it."""
+        _, report = self.sft_data(self.jsonl("data.jsonl", rows), test_split_size=0)
+        data.configure_loss(self.parse(*args)[1], report, tokenizer)
+
+    def model_dir(self, name: str, files: dict) -> str:
+        for file, text in files.items():
+            self.write(f"{name}/{file}", text if isinstance(text, (str, bytes)) else json.dumps(text))
+        return str(self.tmp / name)
+
+    def load_model(self, name: str, trust_remote_code: bool = False):
+        model_args = NS(model_name_or_path=name, model_revision="main", dtype="float32", use_peft=False,
+                        attn_implementation=None)
+        return modeling.load_model(model_args, NS(trust_remote_code=trust_remote_code, output_dir=str(self.tmp)), None)
+
+    def load_tokenizer(self, name: str):
+        return modeling.load_tokenizer(NS(model_name_or_path=name, model_revision="main"),
+                                       NS(tokenizer_name_or_path=None, chat_template=None, dataset_format="auto"),
+                                       NS(trust_remote_code=False))
+
+    def prepare(self, out: str, overwrite: bool = False, resume: str | None = None, *args: str):
+        parsed = self.parse("--output_dir", out, *args)
+        return outputs.prepare_output_dir(NS(output_dir=out, resume_from_checkpoint=resume), overwrite,
+                                          resolved_config(*parsed), log=lambda _: None)
+
+    def checkpoint(self, out: str, step: int, complete: bool = True) -> str:
+        files = {"model.safetensors": b""}  # contents are not what these cases are about
+        if complete:
+            files["trainer_state.json"] = json.dumps({"global_step": step})
+        return self.model_dir(f"{Path(out).name}/checkpoint-{step}", files)
+
+
+def nonfinite_loss(e: Env):
+    """A real divergence: a learning rate of 1e30 turns the weights to ~1e30 after one step, and the next forward
+    overflows float32. Checkpoints every step; the callback a recipe run adds."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from instructkit.nonfinite import stop_on_nonfinite_loss
+
+    tok = make_tokenizer()
+    chat_templates.set_chat_template(tok, "chatml")
+    rows = [data.convert_row(r, "alpaca") for r in GOOD]
+    args = SFTConfig(output_dir=str(e.tmp / "run"), bf16=False, use_cpu=True, report_to="none", max_length=64,
+                     learning_rate=1e30, max_steps=4, save_strategy="steps", save_steps=1, logging_steps=1,
+                     per_device_train_batch_size=2, activation_checkpointing=False, disable_tqdm=True)
+    trainer = SFTTrainer(model=tiny_model(tok), args=args, processing_class=tok, train_dataset=Dataset.from_list(rows))
+    trainer.add_callback(stop_on_nonfinite_loss())
+    trainer.train()
+
+
+def prompts_fill_max_length(e: Env):
+    from instructkit import preflight
+
+    tok = make_tokenizer()
+    chat_templates.set_chat_template(tok, "chatml")
+    rows = [data.convert_row({"instruction": "Reverse cat. " * 20, "output": "tac"}, "alpaca")] * 2
+    preflight.check(*sft_trainer(tok, rows, "alpaca", max_length=16))
+
+
+def other_config_checkpoints(e: Env):
+    out = str(e.tmp / "out")
+    e.prepare(out, False, None, "--learning_rate", "1e-3")  # the first run starts: writes out/config.yaml
+    e.checkpoint(out, 3)
+    e.prepare(out, False, None, "--learning_rate", "5e-4")
+
+
+def no_template_tokenizer(e: Env):
+    make_tokenizer().save_pretrained(e.tmp / "tok")
+    e.load_tokenizer(str(e.tmp / "tok"))
+
+
+def plain_template_with_conversations(e: Env):
+    tok = make_tokenizer()
+    tok.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}"
+    e.loss([{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}], tokenizer=tok)
+
+
+CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(4)]
+SAFE_BASE = {"config.json": {"model_type": "llama"}, "model.safetensors": b""}
+
+
+@dataclass
+class Case:
+    id: str
+    area: str
+    bad: str                                # the bad input, in words, with an example
+    trigger: Callable[[Env], object] | None
+    expect: str                             # a part of the message that must be there
+    covered_by: str | None = None           # another test triggers it (too slow to repeat here)
+
+
+CASES = [
+    # --- config: YAML and command line -------------------------------------------------------------------------
+    Case("config-unknown-key", "config", "a misspelled key in the YAML config (`max_lenght: 64`)",
+         lambda e: e.yaml("max_lenght: 64\n"), "unknown key 'max_lenght' in <tmp>/config.yaml — did you mean 'max_length'?"),
+    Case("cli-unknown-flag", "config", "a misspelled flag (`--learning_rat 0.1`), which argparse would take as an "
+         "abbreviation", lambda e: e.parse("--learning_rat", "0.1"),
+         "unknown flag '--learning_rat' on the command line — did you mean '--learning_rate'?"),
+    Case("renamed-trl-key", "config", "a key TRL renamed (`max_seq_length: 512`)",
+         lambda e: e.yaml("max_seq_length: 512\n"), "TRL renamed it: use 'max_length'"),
+    Case("removed-trl-key", "config", "a key TRL removed (`--max_prompt_length 64`)",
+         lambda e: e.parse("--max_prompt_length", "64"), "removed in TRL 1.x: use 'max_length'"),
+    Case("wrong-type-string", "config", "a word where a number belongs (`max_steps: three`)",
+         lambda e: e.yaml("max_steps: three\n"), "'max_steps' in <tmp>/config.yaml: 'three' is not a valid int"),
+    Case("wrong-type-number", "config", "a float where an int belongs (`lora_r: 4.5`)",
+         lambda e: e.yaml("lora_r: 4.5\n"), "'lora_r' in <tmp>/config.yaml: 4.5 (float) is not a valid int"),
+    Case("wrong-type-bool", "config", "a non-boolean for a true/false flag (`--packing maybe`)",
+         lambda e: e.parse("--packing", "maybe"), "'--packing' on the command line: 'maybe' is not a valid true/false"),
+    Case("empty-value", "config", "a key without a value (`max_steps:`)",
+         lambda e: e.yaml("max_steps:\n"), "'max_steps' in <tmp>/config.yaml: an empty value is not a valid int"),
+    Case("bad-choice", "config", "a value outside the choices (`packing_strategy: ffd`, renamed by TRL)",
+         lambda e: e.yaml("packing_strategy: ffd\n"), "'ffd' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?"),
+    Case("bad-enum", "config", "a misspelled enum value (`lr_scheduler_type: cosin`)",
+         lambda e: e.yaml("lr_scheduler_type: cosin\n"), "'cosin' is not one of linear, cosine,"),
+    Case("bad-data-format", "config", "an unknown data format (`--dataset_format sharegtp`)",
+         lambda e: e.parse("--dataset_format", "sharegtp"), "did you mean 'sharegpt'?"),
+    Case("config-missing", "config", "a config file that does not exist (`--config nope.yaml`)",
+         lambda e: e.parse("--config", "nope.yaml"), "config file nope.yaml does not exist (relative paths start at <tmp>)"),
+    Case("config-yaml-syntax", "config", "a YAML syntax error (an unclosed `[`)",
+         lambda e: e.yaml("learning_rate: [1e-4\nmax_steps: 3\n"), "config file <tmp>/config.yaml is not valid YAML"),
+    Case("config-not-a-mapping", "config", "a YAML list instead of `key: value` lines",
+         lambda e: e.yaml("- learning_rate: 1e-4\n"), "must be a YAML mapping of 'key: value' lines, not list"),
+    Case("config-env-not-a-mapping", "config", "`env:` that is not a mapping (`env: [HF_HUB_OFFLINE]`)",
+         lambda e: e.yaml("env: [HF_HUB_OFFLINE]\n"), "'env' in <tmp>/config.yaml must be a mapping"),
+    Case("stray-argument", "config", "a value without a flag (`--max_steps 3 oops`)",
+         lambda e: e.parse("--max_steps", "3", "oops"), "unexpected argument 'oops' on the command line"),
+    Case("flag-without-value", "config", "a flag missing its value (`--learning_rate` last)",
+         lambda e: e.parse("--learning_rate"), "'--learning_rate' on the command line needs a value"),
+    Case("config-flag-without-path", "config", "`--config` without a file",
+         lambda e: e.parse("--max_steps", "3", "--config"), "--config on the command line has no file path"),
+    Case("config-twice", "config", "`--config` given twice",
+         lambda e: e.parse("--config", "a.yaml", "--config", "b.yaml"), "--config is given twice"),
+    Case("trainer-conflict", "config", "options the Trainer refuses together (`bf16: true` and `fp16: true`)",
+         lambda e: e.yaml("bf16: true\nfp16: true\n"), "(while reading <tmp>/config.yaml)"),
+    # --- conflicting options -------------------------------------------------------------------------------------
+    Case("padding-free-without-packing", "conflicts", "`padding_free: true` without packing, with a max_length",
+         lambda e: e.yaml("padding_free: true\nmax_length: 512\n"),
+         "padding_free: true without packing cannot enforce max_length=512 (while reading <tmp>/config.yaml)"),
+    Case("assistant-only-loss-on-text", "conflicts", "`assistant_only_loss: true` with plain text data",
+         lambda e: e.loss([{"text": f"row {i}"} for i in range(4)], "--assistant_only_loss", "true"),
+         "assistant_only_loss: true trains the assistant turns of conversations, but the training data is text data"),
+    Case("assistant-only-loss-on-strings", "conflicts", "`assistant_only_loss: true` with plain-string "
+         "prompt/completion rows", lambda e: e.loss([{"prompt": f"Q{i}", "completion": f" A{i}"} for i in range(4)],
+                                                    "--assistant_only_loss", "true"),
+         "the training data is prompt_completion data (plain-string prompt/completion rows)"),
+    Case("completion-only-loss-on-text", "conflicts", "`completion_only_loss: true` with plain text data",
+         lambda e: e.loss([{"text": f"row {i}"} for i in range(4)], "--completion_only_loss", "true"),
+         "completion_only_loss: true needs prompt/completion rows"),
+    Case("template-without-generation-markers", "conflicts", "conversations with a chat template that has no "
+         "`{% generation %}` markers", plain_template_with_conversations,
+         "the tokenizer's template has no such markers and TRL knows no training variant of it"),
+    # --- paths, models, tokenizers, chat templates ---------------------------------------------------------------
+    Case("model-path-missing", "paths", "a model folder that does not exist (`./no/such/model`)",
+         lambda e: modeling.check_local_path("./no/such/model", "model_name_or_path"),
+         "model_name_or_path ./no/such/model does not exist (relative paths start at <tmp>)"),
+    Case("tokenizer-path-missing", "paths", "a tokenizer folder that does not exist",
+         lambda e: modeling.check_local_path("./no/tokenizer", "tokenizer_name_or_path"),
+         "tokenizer_name_or_path ./no/tokenizer does not exist"),
+    Case("model-path-is-a-file", "paths", "a file where a model folder belongs",
+         lambda e: modeling.check_local_path(e.write("model.safetensors", ""), "model_name_or_path"),
+         "model_name_or_path <tmp>/model.safetensors is a file, not a model folder"),
+    Case("hub-model-offline", "paths", "a hub model name while offline (`HF_HUB_OFFLINE=1`)",
+         lambda e: e.load_tokenizer("someorg/some-model"), "could not load the tokenizer 'someorg/some-model'"),
+    Case("adapter-base-missing", "paths", "an adapter folder whose base model is gone",
+         lambda e: e.load_model(e.model_dir("adapter", {"adapter_config.json": {
+             "base_model_name_or_path": str(e.tmp / "deleted-base")}})),
+         "base_model_name_or_path in <tmp>/adapter/adapter_config.json <tmp>/deleted-base does not exist"),
+    Case("adapter-without-base", "paths", "an adapter folder that names no base model",
+         lambda e: e.load_model(e.model_dir("adapter", {"adapter_config.json": {"peft_type": "LORA"}})),
+         "<tmp>/adapter/adapter_config.json names no base model"),
+    Case("pickled-model-weights", "safety", "a model folder with only `pytorch_model.bin` (a pickle)",
+         lambda e: e.load_model(e.model_dir("model", {"config.json": {"model_type": "llama"},
+                                                      "pytorch_model.bin": b"\x80"})),
+         "model_name_or_path <tmp>/model holds only pickled weights (pytorch_model.bin)"),
+    Case("pickled-adapter-weights", "safety", "an adapter folder with only `adapter_model.bin`",
+         lambda e: e.load_model(e.model_dir("adapter", {"adapter_model.bin": b"\x80", "adapter_config.json": {
+             "base_model_name_or_path": e.model_dir("base", SAFE_BASE)}})),
+         "holds only pickled weights (adapter_model.bin)"),
+    Case("remote-code", "safety", "a model that ships its own code (`auto_map` in config.json) while "
+         "`trust_remote_code` is off (the default)",
+         lambda e: e.load_model(e.model_dir("model", {**SAFE_BASE, "config.json": {
+             "model_type": "mine", "auto_map": {"AutoModelForCausalLM": "modeling_mine.MyModel"}}})),
+         "ships its own Python code (config.json maps AutoModelForCausalLM to it)"),
+    Case("unknown-chat-template", "paths", "an unknown bundled template name (`chat_template: chatlm`)",
+         lambda e: chat_templates.chat_template_text("chatlm"), "did you mean 'chatml'?"),
+    Case("chat-template-file-missing", "paths", "a `.jinja` template path that does not exist",
+         lambda e: chat_templates.chat_template_text(str(e.tmp / "mine.jinja")),
+         "chat template file <tmp>/mine.jinja does not exist"),
+    Case("tokenizer-without-template", "paths", "a tokenizer without a chat template, with instruction data",
+         no_template_tokenizer, "has no chat template, and instruction data is trained through one"),
+    # --- data ------------------------------------------------------------------------------------------------------
+    Case("data-file-missing", "data", "a data file that does not exist",
+         lambda e: data.read_source(str(e.tmp / "nope.jsonl")), "data file <tmp>/nope.jsonl does not exist"),
+    Case("hub-data-offline", "data", "a hub dataset name while offline (`HF_DATASETS_OFFLINE=1`)",
+         lambda e: data.read_source("someorg/some-data"),
+         "dataset 'someorg/some-data' is not a local file or folder, and loading it from the Hugging Face Hub failed"),
+    Case("empty-data-file", "data", "an empty data file",
+         lambda e: e.sft_data(e.write("data.jsonl", "\n")), "<tmp>/data.jsonl: holds no data rows"),
+    Case("malformed-json-line", "data", "a line of a .jsonl file that is not JSON",
+         lambda e: e.sft_data(e.write("data.jsonl", json.dumps(GOOD[0]) + "\n{not json\n")),
+         "<tmp>/data.jsonl line 2: not valid JSON"),
+    Case("json-not-a-list", "data", "a .json file holding one object instead of a list of rows",
+         lambda e: e.sft_data(e.write("data.json", '{"a": 1, "b": 2}')),
+         "<tmp>/data.json: expected a JSON list of row objects, found dict"),
+    Case("row-not-an-object", "data", "a .jsonl row that is not an object (`[1, 2]`)",
+         lambda e: e.sft_data(e.write("data.jsonl", "[1, 2]\n")), "<tmp>/data.jsonl row 1: expected a JSON object"),
+    Case("unsupported-file-type", "data", "a data file of another type (`data.txt`)",
+         lambda e: e.sft_data(e.write("data.txt", "hello\n")), "<tmp>/data.txt: unsupported data file type '.txt'"),
+    Case("empty-data-folder", "data", "a data folder without data files",
+         lambda e: e.sft_data(str(Path(e.write("data/README.md", "hi")).parent)),
+         "data folder <tmp>/data holds no .jsonl/.json/.csv/.parquet files"),
+    Case("unknown-columns", "data", "columns that match no format (`question`, `answer`)",
+         lambda e: e.sft_data(e.jsonl("data.jsonl", [{"question": "q", "answer": "a"}] * 3)),
+         "cannot tell the data format from its columns ['answer', 'question']"),
+    Case("wrong-column-type", "data", "a column of the wrong type (`instruction: 3`)",
+         lambda e: e.bad_row({"instruction": 3, "output": "x"}),
+         "<tmp>/data.jsonl row 3: field 'instruction' has type int, expected a string"),
+    Case("empty-output", "data", "an empty response (`output: \"  \"`)",
+         lambda e: e.bad_row({"instruction": "x", "output": "  "}), "<tmp>/data.jsonl row 3: field 'output' is empty"),
+    Case("missing-output", "data", "a row without its response column",
+         lambda e: e.bad_row({"instruction": "x"}), "<tmp>/data.jsonl row 3: field 'output' missing"),
+    Case("no-assistant-turn", "data", "a conversation without an assistant turn",
+         lambda e: e.bad_row({"messages": [{"role": "user", "content": "hi"}]}, CHAT),
+         "<tmp>/data.jsonl row 3: field 'messages' has no assistant turn, so nothing would be trained"),
+    Case("unknown-role", "data", "a misspelled role (`assistent`)",
+         lambda e: e.bad_row({"messages": [{"role": "user", "content": "a"}, {"role": "assistent", "content": "b"}]},
+                             CHAT), "field 'messages[1].role' unknown role 'assistent'"),
+    Case("preference-data-for-sft", "data", "preference pairs given to an SFT recipe",
+         lambda e: e.sft_data(e.jsonl("pairs.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}] * 3)),
+         "preference data, but this recipe trains on instructions"),
+    Case("not-utf8", "data", "a file that is not UTF-8 (Latin-1)",
+         lambda e: e.sft_data(e.write("data.jsonl", '{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"))),
+         "<tmp>/data.jsonl: cannot be read (UnicodeDecodeError"),
+    Case("corrupt-parquet", "data", "a .parquet file that is not Parquet",
+         lambda e: e.sft_data(e.write("data.parquet", b"not parquet at all")), "<tmp>/data.parquet: not a valid Parquet file"),
+    Case("missing-train-split", "data", "a data folder with a test file only (no training split)",
+         lambda e: e.sft_data(str(Path(e.jsonl("data/test.jsonl", GOOD)).parent)),
+         "dataset <tmp>/data has no split 'train' (it has: test)"),
+    Case("every-row-skipped", "data", "`on_bad_rows: skip` when no row is valid",
+         lambda e: e.sft_data(e.jsonl("data.jsonl", [{"instruction": "x", "output": ""}] * 3), on_bad_rows="skip"),
+         "no training rows left: every row of split 'train' was skipped as invalid (output is empty: 3)"),
+    Case("mixture-unknown-key", "data", "a misspelled key in a `dataset_mixture` entry (`wieght`)",
+         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "wieght": 2}])),
+         "dataset_mixture entry 1 (x.jsonl): unknown key 'wieght' — did you mean 'weight'?"),
+    Case("mixture-bad-weight", "data", "a negative mixture weight",
+         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "weight": -1}])),
+         "weight -1 is not a positive number"),
+    Case("mixture-text-with-conversations", "data", "plain text data mixed with conversations",
+         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[
+             {"path": e.jsonl("a.jsonl", GOOD)}, {"path": e.jsonl("t.jsonl", [{"text": "plain"}] * 3)}])),
+         "dataset_mixture: <tmp>/t.jsonl hold plain-string rows"),
+    Case("prompts-fill-max-length", "data", "every prompt longer than `max_length` (no trained token left)",
+         prompts_fill_max_length, "no training row has a trained token left: every prompt fills max_length=16"),
+    # --- output_dir, resuming, training ------------------------------------------------------------------------------
+    Case("finished-run", "runs", "an output_dir holding a finished run",
+         lambda e: e.prepare(e.model_dir("out", {"metrics.json": "{}", "model.safetensors": b""})),
+         "output_dir <tmp>/out holds a finished run (metrics.json, model.safetensors); this run would overwrite it"),
+    Case("output-dir-is-a-file", "runs", "an output_dir that is a file",
+         lambda e: e.prepare(e.write("out", "")), "output_dir <tmp>/out is a file, not a folder"),
+    Case("checkpoints-of-another-config", "runs", "an output_dir holding checkpoints of an unfinished run with "
+         "another config", other_config_checkpoints,
+         "holds checkpoints of an unfinished run with a different config (learning_rate: 0.001 -> 0.0005)"),
+    Case("checkpoints-without-config", "runs", "an output_dir holding checkpoints another tool wrote (no config.yaml)",
+         lambda e: e.prepare(str(Path(e.checkpoint(str(e.tmp / "out"), 3)).parent)),
+         "output_dir <tmp>/out holds checkpoints but no readable config.yaml of the run that wrote them"),
+    Case("resume-checkpoint-missing", "runs", "`resume_from_checkpoint` naming a folder that does not exist",
+         lambda e: e.prepare(str(e.tmp / "out"), False, str(e.tmp / "out" / "checkpoint-9")),
+         "resume_from_checkpoint <tmp>/out/checkpoint-9 cannot be resumed from: it does not exist"),
+    Case("resume-checkpoint-incomplete", "runs", "`resume_from_checkpoint` naming a half-written checkpoint",
+         lambda e: e.prepare(str(e.tmp / "out"), False, e.checkpoint(str(e.tmp / "out"), 9, complete=False)),
+         "cannot be resumed from: trainer_state.json is missing (the save did not finish)"),
+    Case("resume-and-overwrite", "runs", "`resume_from_checkpoint` together with `overwrite_output_dir: true`",
+         lambda e: e.prepare(str(e.tmp / "out"), True, str(e.tmp / "out" / "checkpoint-3")),
+         "resume_from_checkpoint and overwrite_output_dir are both set"),
+    Case("nonfinite-loss", "runs", "a loss that turns nan/inf during training (here: `learning_rate: 1e30`)",
+         nonfinite_loss, "training stopped at step 2: the loss or its gradients are not finite (nan/inf)"),
+    # --- benchmarks ------------------------------------------------------------------------------------------------
+    Case("benchmark-data-dir-missing", "benchmarks", "a benchmark data folder that does not exist",
+         lambda e: __import__("instructkit.benchmarks").benchmarks.resolve_data_dir(str(e.tmp / "bench")),
+         "benchmark data dir <tmp>/bench does not exist or is not a folder"),
+    Case("unknown-lm-eval-task", "benchmarks", "an unknown lm-eval task name (`mmlu_anatomyy`)", None,
+         "is not an lm-eval task",
+         covered_by="tests/test_benchmarks.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
+    Case("benchmark-hub-offline", "benchmarks", "benchmark data only the hub has, while offline", None,
+         "not available offline", covered_by="tests/test_benchmarks.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
+]
+AREAS = {"config": "Config file and command line", "conflicts": "Conflicting options",
+         "paths": "Paths, models, tokenizers and chat templates", "safety": "Safe by default", "data": "Data",
+         "runs": "Output dir, resuming, training", "benchmarks": "Benchmarks"}
+
+
+# --- the doc page ------------------------------------------------------------------------------------------------
+
+DOC_HEAD = """# Errors: every bad input and its message
+
+<!-- Generated from the table in tests/test_errors.py, where every case is a test:
+     INSTRUCTKIT_UPDATE_DOCS=1 python -m pytest tests/test_errors.py -q -->
+
+A mistake in the config, the data, a path or an output folder stops a run before it costs time, with one message
+that names the file / row / key and ends with the fix. Each entry point (the recipes, `instructkit ...`) prints it
+as an `error: ...` line on stderr and exits with status 2, without a library traceback; set `INSTRUCTKIT_DEBUG=1`
+to see the traceback too. (`accelerate launch` reports the failure as exit status 1 and adds its own wrapper
+traceback; `accelerate launch -q` leaves just the message.)
+
+Each case below is a test in `tests/test_errors.py` that triggers the bad input through the function a recipe
+calls and checks that the message shown here is printed, word for word. `<tmp>` stands for the folder the test
+ran in (and the working directory).
+
+"""
+
+
+def normalize(message: str, tmp: Path) -> str:
+    return message.replace(str(tmp), "<tmp>")
+
+
+def render_case(case: Case, message: str) -> str:
+    if case.covered_by:
+        body = f"Tested in `{case.covered_by}`; the message contains:\n\n```text\n... {case.expect} ...\n```"
+    else:
+        body = f"```text\n{message}\n```"
+    return f"### `{case.id}`\n\n{case.bad[0].upper() + case.bad[1:]}.\n\n{body}\n"
+
+
+def render_doc(messages: dict[str, str]) -> str:
+    index = ["| id | bad input | area |", "|---|---|---|"] + [
+        f"| [`{c.id}`](#{c.id}) | {c.bad} | {AREAS[c.area]} |" for c in CASES]
+    sections = []
+    for area, title in AREAS.items():
+        sections.append(f"## {title}\n")
+        sections += [render_case(c, messages.get(c.id, "")) for c in CASES if c.area == area]
+    return DOC_HEAD + "\n".join(index) + "\n\n" + "\n".join(sections)
+
+
+COLLECTED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def update_docs():
+    """INSTRUCTKIT_UPDATE_DOCS=1: write docs/errors.md from the messages seen (all cases must have run)."""
+    yield
+    if UPDATE and set(COLLECTED) == {c.id for c in CASES}:
+        DOC.parent.mkdir(exist_ok=True)
+        DOC.write_text(render_doc(COLLECTED))
+
+
+# --- the tests ---------------------------------------------------------------------------------------------------
+
+def test_the_table_has_at_least_30_distinct_cases():
+    assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+    assert all(c.area in AREAS for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input_gives_its_message(case, tmp_path, monkeypatch):
+    if case.covered_by:  # the message is asserted by that test: it must exist and check this text
+        path, name = case.covered_by.split("::")
+        source = (ROOT / path).read_text()
+        test_source = source[source.index(f"def {name}("):]
+        test_source = test_source[:test_source.find("\ndef ", 1)]
+        assert case.expect in test_source, f"{case.covered_by} no longer checks {case.expect!r}"
+        message = ""
+    else:
+        monkeypatch.chdir(tmp_path)
+        with pytest.raises(InstructkitError) as info:
+            case.trigger(Env(tmp_path))
+        err = info.value
+        assert err.fix, "every message says how to fix it"
+        message = normalize(f"error: {err}", tmp_path)
+        assert case.expect in message
+        assert "Traceback" not in message and " Fix: " in message
+    COLLECTED[case.id] = message
+    if not UPDATE:
+        assert render_case(case, message) in DOC.read_text(), (
+            f"docs/errors.md does not show case {case.id} with this message (regenerate it: INSTRUCTKIT_UPDATE_DOCS=1 "
+            f"python -m pytest tests/test_errors.py):\n{message}")
+
+
+@pytest.mark.skipif(UPDATE, reason="the doc is being rewritten")
+def test_the_doc_lists_exactly_the_table():
+    ids = re.findall(r"^### `([^`]+)`$", DOC.read_text(), flags=re.M)
+    assert ids == [c.id for area in AREAS for c in CASES if c.area == area]
+
+
+# --- real launches ------------------------------------------------------------------------------------------------
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+@pytest.mark.slow
+def test_nonfinite_loss_stops_a_launched_run_and_keeps_the_last_good_checkpoint(tmp_path, embedded):
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    proc = launch("sft_full", "--learning_rate", "1e30", "--max_steps", "6", "--save_strategy", "steps",
+                  "--save_steps", "1", "--logging_steps", "1", "--per_device_train_batch_size", "4",
+                  "--eval_exact_match", "false", "--output_dir", str(out), quiet=True)
+    assert proc.returncode != 0, proc.stderr[-3000:]  # 2, which accelerate launch reports as 1
+    errors = error_lines(proc.stderr)
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    # the warmup makes step 1 a no-op; step 2 blows the weights up; the first non-finite loss comes after that
+    stopped = re.search(r"training stopped at step (\d+): the loss or its gradients are not finite", errors[0])
+    assert stopped and int(stopped[1]) >= 2, errors[0]
+    last = out / f"checkpoint-{int(stopped[1]) - 1}"
+    assert f"the last good checkpoint, {last}, is kept (nothing was saved after it)" in errors[0]
+    assert outputs.checkpoints(out)[-1] == last and outputs.checkpoint_problem(last) is None
+    assert not (out / "metrics.json").exists() and not (out / "model.safetensors").exists()
+    assert all(torch.isfinite(t).all() for t in load_file(last / "model.safetensors").values())
+
+
+@pytest.mark.slow
+def test_debug_switch_shows_the_traceback(tmp_path, embedded):
+    """The plain form (one line, exit 2, no traceback) is launched above, in test_recipes.py and test_resume.py."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    debug = launch("sft_full", "--dataset_name", str(empty), "--output_dir", str(tmp_path / "o"), quiet=True,
+                   env={"INSTRUCTKIT_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
+    assert f"instructkit.errors.InstructkitError: {empty}: holds no data rows" in debug.stderr
+    assert 'File "' + str(ROOT / "src" / "instructkit" / "data.py") in debug.stderr  # where it was raised
