@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh clone:
 #   make demo   venv + install, then SFT (QLoRA) on the embedded default, printing exact match before/after
+#               (a second `make demo` starts over: --overwrite_output_dir true)
 #   make test   venv + install, then the test suite (offline)
 #
 # torch goes in first, pinned, so pip takes the build that lies on this machine's disk (CPU) and a GPU
@@ -31,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_qlora.py
+	$(BIN)/accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_qlora.py --overwrite_output_dir true
 
 test: setup
 	$(BIN)/python -m pytest tests -q
