@@ -166,7 +166,7 @@ def _model_options(parser, model: bool = True) -> None:
                                                                           "(off by default)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="recipes x configs x launch configs").set_defaults(func=cmd_list)
@@ -220,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     dec.add_argument("--output_dir", default="outputs/decontaminate", help="where the lm-eval task YAMLs are written")
     dec.add_argument("--json", action="store_true", help="print the full report as JSON")
     dec.set_defaults(func=cmd_decontaminate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args, args.overrides = parser.parse_known_args(argv)  # recipe overrides, checked by the recipe parser
     if args.overrides and args.command not in ("inspect", "eval"):
         parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")

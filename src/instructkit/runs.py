@@ -3,7 +3,8 @@
 `Run` holds the parsed config and the shared steps, so a recipe is one call per step and spells out only
 what is its own (how the model is loaded). A run's output dir holds the model (or adapter), tokenizer +
 chat template, `config.yaml` (resolved config, secrets redacted) and `metrics.json` (training metrics,
-held-out exact match before and after, data counts, machine, timing).
+held-out exact match before and after, data counts, machine, timing), plus for people to read: `README.md` (model
+card), `training_curves.png` and `samples.jsonl` (instructkit.model_card, .plots, .callbacks).
 """
 
 from __future__ import annotations
