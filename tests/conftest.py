@@ -25,12 +25,11 @@ def embedded():
 def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,
            quiet: bool = False, config: str = "single_gpu", launcher_args: tuple = ()):
     """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`, as a user
-    runs it, in a subprocess. `recipe` / `config` may also be paths (a copied recipe, its own launch config)."""
+    runs it, in a subprocess."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
-    config_file = config if config.endswith(".yaml") else str(ROOT / "accelerate_configs" / f"{config}.yaml")
     cmd = [str(accelerate), "launch", *(["-q"] if quiet else []),
-           "--config_file", config_file, *launcher_args, script, *args]
+           "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 

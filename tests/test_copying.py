@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, launch
+from conftest import ROOT
 
 CLI = str(Path(sys.executable).with_name("instructkit"))
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 
 
 def cp(*args, cwd):
@@ -53,9 +54,10 @@ def test_copied_recipe_trains_outside_the_repo_and_its_qlora_adapter_merges(tmp_
     assert cp("sft_qlora", str(dest), cwd=tmp_path).returncode == 0
     config = dest / "configs" / "sft_qlora.yaml"
     config.write_text(config.read_text().replace("lora_r: 16", "lora_r: 8"))  # the copy's config is what runs
-    proc = launch(str(dest / "sft_qlora.py"), "--max_steps", "3", "--per_device_train_batch_size", "4",
-                  "--eval_max_samples", "8", "--logging_steps", "1", "--sample_generations_steps", "2",
-                  cwd=dest, config=str(dest / "accelerate_configs" / "single_gpu.yaml"))
+    proc = subprocess.run([ACCELERATE, "launch", "--config_file", "accelerate_configs/single_gpu.yaml", "sft_qlora.py",
+                           "--max_steps", "3", "--per_device_train_batch_size", "4", "--eval_max_samples", "8",
+                           "--logging_steps", "1", "--sample_generations_steps", "2"],
+                          cwd=dest, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"STDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-5000:]}"
     out = dest / "outputs" / "sft_qlora"
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 8

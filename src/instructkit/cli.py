@@ -29,6 +29,7 @@ from pathlib import Path
 
 from instructkit.errors import user_errors
 
+
 def cmd_list(_args) -> None:
     from instructkit.copying import launch_configs_dir, recipes_dir
 
@@ -62,7 +63,7 @@ def cmd_cp(args) -> None:
         print(f"note: {config} reads {item}, which does not exist in {dest} yet (relative paths are read from where "
               "you launch; run the recipe that writes it there first, or edit the config)")
     print(f"\nrun it:  cd {args.dest} && accelerate launch {args.recipe}.py"
-          + (f"    (or: --config configs/{args.recipe}.yaml --key value ...)" if config.is_file() else ""))
+          + (f"    # settings: configs/{args.recipe}.yaml, or --key value" if config.is_file() else ""))
 
 
 def cmd_merge(args) -> None:

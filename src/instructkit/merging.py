@@ -1,17 +1,18 @@
 """`instructkit merge`: a LoRA/QLoRA adapter merged into its base in full precision, checked, saved as one model.
 
-The base is loaded in full precision (fp32 on CPU, bf16 on GPUs that support it, or `--dtype`), never in 4-bit,
-also for QLoRA adapters: merging into quantized weights rounds the adapter away. Before saving, the merged model's
-logits are compared with the unmerged adapter's on a few conversations; a difference beyond rounding stops the
-merge. The folder gets the tokenizer + chat template, a generation config that stops at the end of turn, the run's
-records (config, metrics, curves, samples), `merge.json` and a model card.
-"""
+The base is loaded by `modeling.merge_adapter` (the loading every recipe uses) in full precision: fp32 on CPU, bf16
+on GPUs that support it, or `--dtype`; never in 4-bit, also for QLoRA adapters, since merging into quantized weights
+rounds the adapter away. Before saving, the merged model's logits are compared with the unmerged adapter's on a few
+conversations; a difference beyond rounding stops the merge. The folder gets the tokenizer + chat template, a
+generation config that stops at the end of turn, the run's records (config, metrics, curves, samples), `merge.json`
+and a model card."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 from instructkit.errors import InstructkitError
 
@@ -55,17 +56,23 @@ def merge(adapter_dir: str, out_dir: str, dtype: str | None = None, trust_remote
     from instructkit import modeling
 
     adapter, out = Path(adapter_dir).expanduser(), Path(out_dir).expanduser()
+    if not modeling.is_adapter_dir(str(adapter)):
+        what = "does not exist" if not adapter.exists() else "holds no adapter_config.json"
+        raise InstructkitError(f"{adapter_dir} is not a LoRA adapter folder: it {what}.",
+                               fix="pass the output_dir of a LoRA/QLoRA run (e.g. outputs/sft_lora); a full model "
+                                   "folder needs no merge.")
     if out.resolve() == adapter.resolve():
         raise InstructkitError(f"merge would write into the adapter folder {adapter} itself.",
                                fix="pass another output folder, e.g. " + f"{adapter}-merged.")
-    peft_model = modeling.load_adapter(str(adapter), dtype, trust_remote_code).eval()
+    peft_model = modeling.merge_adapter(str(adapter), SimpleNamespace(dtype=dtype),
+                                        SimpleNamespace(trust_remote_code=trust_remote_code), unmerged=True).eval()
     base = peft_model.peft_config["default"].base_model_name_or_path
     has_tokenizer = (adapter / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else base, trust_remote_code=trust_remote_code)
 
     inputs = check_inputs(tokenizer)
     with_adapter = logits_of(peft_model, inputs)
-    merged = peft_model.merge_and_unload(safe_merge=True)  # safe_merge: NaNs in the merged weights are an error
+    merged = peft_model.merge_and_unload(safe_merge=True).requires_grad_(False)  # safe_merge: NaNs are an error
     merged_logits = logits_of(merged, inputs)
     max_diff = max(float((a - b).abs().max()) for a, b in zip(with_adapter, merged_logits))
     scale = max(float(a.abs().max()) for a in with_adapter)

@@ -86,55 +86,27 @@ def is_adapter_dir(name: str) -> bool:
     return (Path(name) / "adapter_config.json").is_file()
 
 
-def load_adapter(adapter_dir: str, dtype: str | None = None, trust_remote_code: bool = False):
-    """The adapter in `adapter_dir` on its base, loaded in full precision (`dtype`, default the machine's), unmerged.
+def merge_adapter(adapter_dir: str, model_args, training_args, unmerged: bool = False):
+    """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights).
 
-    Never onto a 4-bit base, even for a QLoRA adapter: merging into quantized weights loses the adapter's precision.
-    """
+    Reads `model_args.dtype` and `training_args.trust_remote_code`. `unmerged`: the PeftModel before the merge (to
+    compare the merge with, see `instructkit.merging`)."""
     import json
 
-    if not is_adapter_dir(adapter_dir):
-        what = "does not exist" if not Path(adapter_dir).exists() else "holds no adapter_config.json"
-        raise InstructkitError(f"{adapter_dir} is not a LoRA adapter folder: it {what}.",
-                               fix="pass the output_dir of a LoRA/QLoRA run (e.g. outputs/sft_lora); a full model "
-                                   "folder needs no merge.")
+    from peft import AutoPeftModelForCausalLM
+
     base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise InstructkitError(f"{adapter_dir}/adapter_config.json names no base model (base_model_name_or_path).",
                                fix="set base_model_name_or_path in that file to the base model's folder or hub name.")
     check_local_path(base, f"base_model_name_or_path in {adapter_dir}/adapter_config.json")
-    from peft import AutoPeftModelForCausalLM
-
-    return _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
-                            dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code)
-
-
-def merge_adapter(adapter_dir: str, model_args, training_args):
-    """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights)."""
-    merged = load_adapter(adapter_dir, model_args.dtype, training_args.trust_remote_code).merge_and_unload()
+    model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
+                             dtype=torch_dtype(model_args.dtype), use_safetensors=True,
+                             trust_remote_code=training_args.trust_remote_code)
+    if unmerged:
+        return model
+    merged = model.merge_and_unload()
     return merged.requires_grad_(True)  # PEFT loaded the base frozen; a full run trains every weight
-
-
-def load_for_inference(name: str, dtype: str | None = None, trust_remote_code: bool = False):
-    """(model in eval mode, tokenizer) of a saved run to answer prompts with: a model folder, an adapter folder
-    (merged into its full-precision base in memory), a hub name or 'embedded'."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_model_path(name, "MODEL")
-    if is_adapter_dir(path):
-        model = load_adapter(path, dtype, trust_remote_code).merge_and_unload()
-        tokenizer_from = path if (Path(path) / "tokenizer_config.json").is_file() else model.name_or_path
-    else:
-        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", dtype=torch_dtype(dtype),
-                                 use_safetensors=True, trust_remote_code=trust_remote_code)
-        tokenizer_from = path
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, tokenizer_from, "tokenizer",
-                                 trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:  # batches are left-padded; the pad is masked out, so eos serves
-        tokenizer.pad_token = tokenizer.eos_token
-    model = fit_to_tokenizer(model, tokenizer)
-    return (model.to("cuda") if torch.cuda.is_available() else model).eval(), tokenizer
 
 
 def start_from_adapter(adapter_dir: str, model_args, training_args, keep_merged: bool) -> str | None:
@@ -302,3 +274,27 @@ def adapters_to_compute_dtype(model, quantization_config) -> None:
         # TRL keeps DoRA's magnitude vector in fp32 on purpose (bf16 can freeze its small updates)
         if param.requires_grad and param.dtype != dtype and "lora_magnitude_vector" not in name:
             param.data = param.data.to(dtype)
+
+
+def load_for_inference(name: str, dtype: str | None = None, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) of a saved run, to answer prompts with: a model folder, an adapter folder
+    (merged into its full-precision base in memory), a hub name or 'embedded'."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name, "MODEL")
+    if is_adapter_dir(path):
+        model = merge_adapter(path, SimpleNamespace(dtype=dtype), SimpleNamespace(trust_remote_code=trust_remote_code))
+        tokenizer_from = path if (Path(path) / "tokenizer_config.json").is_file() else model.name_or_path
+    else:
+        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", dtype=torch_dtype(dtype),
+                                 use_safetensors=True, trust_remote_code=trust_remote_code)
+        tokenizer_from = path
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, tokenizer_from, "tokenizer",
+                                 trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # batches are left-padded; the pad is masked out, so eos serves
+        tokenizer.pad_token = tokenizer.eos_token
+    model = fit_to_tokenizer(model, tokenizer).requires_grad_(False)
+    return (model.to("cuda") if torch.cuda.is_available() else model).eval(), tokenizer
