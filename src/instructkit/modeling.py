@@ -87,10 +87,7 @@ def is_adapter_dir(name: str) -> bool:
 
 
 def merge_adapter(adapter_dir: str, model_args, training_args, unmerged: bool = False):
-    """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights).
-
-    Reads `model_args.dtype` and `training_args.trust_remote_code`. `unmerged`: the PeftModel before the merge (to
-    compare the merge with, see `instructkit.merging`)."""
+    """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights)."""
     import json
 
     from peft import AutoPeftModelForCausalLM
@@ -103,7 +100,7 @@ def merge_adapter(adapter_dir: str, model_args, training_args, unmerged: bool = 
     model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
                              dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                              trust_remote_code=training_args.trust_remote_code)
-    if unmerged:
+    if unmerged:  # the PeftModel before the merge, to compare the merge with (instructkit.merging)
         return model
     merged = model.merge_and_unload()
     return merged.requires_grad_(True)  # PEFT loaded the base frozen; a full run trains every weight
