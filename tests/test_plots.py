@@ -6,7 +6,8 @@ import sys
 HISTORY = [{"loss": 2.0 - 0.1 * s, "grad_norm": 1.0 / s, "learning_rate": 1e-3 * (1 - s / 10), "mean_token_accuracy":
             0.1 * s, "entropy": 1.0, "epoch": s / 10, "step": s} for s in range(1, 10)]
 HISTORY += [{"eval_loss": 1.5, "eval_mean_token_accuracy": 0.6, "eval_rewards/margins": 0.4, "eval_runtime": 0.3,
-             "eval_samples_per_second": 99.0, "epoch": 0.5, "step": 5},
+             "eval_samples_per_second": 99.0, "eval_num_tokens": 750.0, "eval_logps/chosen": -30.0, "eval_bleu": 12.0,
+             "epoch": 0.5, "step": 5},
             {"train_runtime": 1.0, "train_loss": 1.6, "total_flos": 1e9, "epoch": 0.9, "step": 9}]
 
 
@@ -20,11 +21,12 @@ def test_panels_group_the_logged_curves():
     from instructkit.plots import panels
 
     found = dict(panels(HISTORY))
-    assert list(found) == ["loss", "learning rate", "gradient norm", "accuracy", "eval metrics"]
+    assert list(found) == ["loss", "learning rate", "gradient norm", "accuracy", "rewards (DPO)", "eval metrics"]
     assert set(found["loss"]) == {"loss", "eval_loss"} and len(found["loss"]["loss"]) == 9
     assert found["loss"]["eval_loss"] == [(5, 1.5)]
     assert set(found["accuracy"]) == {"mean_token_accuracy", "eval_mean_token_accuracy"}
-    assert set(found["eval metrics"]) == {"eval_rewards/margins"}  # not runtime / throughput
+    assert set(found["rewards (DPO)"]) == {"eval_rewards/margins"}
+    assert set(found["eval metrics"]) == {"eval_bleu"}  # not runtime, throughput, token counts, log-probs, entropy
 
 
 def test_png_is_a_valid_image(tmp_path):

@@ -1,4 +1,4 @@
-"""Training curves as a PNG next to the run: loss, learning rate, gradient norm, accuracies, eval metrics.
+"""Training curves as a PNG next to the run: loss, learning rate, gradient norm, accuracies, rewards, eval metrics.
 
 Read from the Trainer's `log_history` in `metrics.json`, so any finished run can be plotted again. matplotlib is an
 optional extra (`pip install 'instructkit[plots]'`); without it the run logs one line and goes on.
@@ -11,8 +11,9 @@ from pathlib import Path
 
 CURVES_FILE = "training_curves.png"
 # Keys that describe the logging itself, not the model
-_NOT_CURVES = ("epoch", "step", "total_flos", "num_tokens", "num_input_tokens_seen")
-_NOT_CURVE_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
+_NOT_CURVES = ("epoch", "step", "total_flos", "num_input_tokens_seen")
+_NOT_CURVE_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "num_tokens")
+_NOT_CURVE_PARTS = ("entropy", "logps/", "logits/")  # TRL diagnostics on scales that would flatten the rest
 
 
 def panels(log_history: list[dict]) -> list[tuple[str, dict[str, list[tuple[int, float]]]]]:
@@ -22,11 +23,13 @@ def panels(log_history: list[dict]) -> list[tuple[str, dict[str, list[tuple[int,
         step = entry.get("step")
         for key, value in entry.items():
             if (step is None or key in _NOT_CURVES or key.endswith(_NOT_CURVE_SUFFIXES) or key.startswith("train_")
+                    or any(part in key for part in _NOT_CURVE_PARTS)
                     or isinstance(value, bool) or not isinstance(value, (int, float))):
                 continue
             series.setdefault(key, []).append((step, float(value)))
     groups = [("loss", ["loss", "eval_loss"]), ("learning rate", ["learning_rate"]), ("gradient norm", ["grad_norm"]),
-              ("accuracy", [k for k in series if "accurac" in k])]
+              ("accuracy", [k for k in series if "accurac" in k]),
+              ("rewards (DPO)", [k for k in series if "rewards/" in k and "accurac" not in k])]
     taken = {k for _, keys in groups for k in keys}
     groups.append(("eval metrics", [k for k in series if k.startswith("eval_") and k not in taken]))
     return [(title, {k: series[k] for k in keys if k in series}) for title, keys in groups
