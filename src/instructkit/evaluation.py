@@ -1,7 +1,8 @@
 """Held-out exact match: greedy generation through the chat template, answer must stop at end of turn.
 
-This is the quick before/after check every SFT recipe prints. (Benchmarks such as MMLU go through
-lm-evaluation-harness elsewhere; nothing here re-implements a benchmark.)
+This is the quick before/after check every SFT recipe prints. `generate` is also how the sample generations during
+training and `instructkit chat / generate / serve` answer, so all of them see prompts exactly as evaluated. (Benchmarks
+such as MMLU go through lm-evaluation-harness elsewhere; nothing here re-implements a benchmark.)
 """
 
 from __future__ import annotations
