@@ -49,3 +49,17 @@ def test_inspect_rejects_a_bad_override_like_a_recipe(capsys):
         main(["inspect", "--max_lenght", "64"])
     assert exit_info.value.code == 2
     assert "did you mean '--max_length'?" in capsys.readouterr().err
+
+
+def test_every_instructkit_command_in_the_readme_parses():
+    """The README's `instructkit ...` lines use real subcommands and options (docs tested where they hold commands)."""
+    import shlex
+
+    from instructkit.cli import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = [shlex.split(line, comments=True) for line in readme.splitlines() if line.startswith("instructkit ")]
+    assert {c[1] for c in commands} >= {"list", "cp", "merge", "chat", "generate", "serve", "eval", "decontaminate"}
+    for command in commands:
+        args, extra = build_parser().parse_known_args(command[1:])
+        assert not extra or args.command in ("inspect", "eval"), command

@@ -30,6 +30,12 @@ def test_recipe_trains_saves_and_reloads(recipe, tmp_path, embedded):
     assert set(metrics["exact_match"]["after"]) == {"test", "test_phrasings"}
     assert (out / "config.yaml").is_file() and (out / "chat_template.jinja").is_file()
     assert not list(out.glob("*.bin")), "safetensors only"
+    # every run: sample generations at the end (every 250 steps by default), training curves, model card
+    assert "[instructkit] samples at step 3:\n  '" in proc.stdout
+    assert {json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines()} == {3}
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (out / "README.md").read_text()
+    assert f"instructkit's `{recipe}` recipe" in card and "| test |" in card and "```yaml\n" in card
 
     tok = AutoTokenizer.from_pretrained(out)
     if recipe == "sft_full":

@@ -116,6 +116,22 @@ class InstructkitArguments:
         default=False, metadata={"help": "After training, also measure held-out response perplexity and exact match / "
                                          "ROUGE-L / BLEU of generated responses (eval_max_samples rows per split)."}
     )
+    # Sample generations during training (see instructkit.callbacks)
+    sample_generations_steps: int = dataclasses.field(
+        default=250,
+        metadata={"help": "Every this many optimizer steps (and once at the end of training), generate greedy answers "
+                          "to a few fixed prompts and log them (log, report_to targets, <output_dir>/samples.jsonl). "
+                          "0 turns it off. Costs one short generation of sample_generations_num prompts "
+                          "(eval_max_new_tokens tokens at most), on the main process."},
+    )
+    sample_generations_prompts: list[str] | None = dataclasses.field(
+        default=None,
+        metadata={"help": "User messages to sample answers for; default: sample_generations_num held-out rows of the "
+                          "run's own data (their targets are shown next to the answers)."},
+    )
+    sample_generations_num: int = dataclasses.field(
+        default=4, metadata={"help": "How many held-out rows to sample when sample_generations_prompts is not set."}
+    )
     # Benchmarks through lm-evaluation-harness after training (see instructkit.benchmarks)
     eval_benchmarks: list[str] | None = dataclasses.field(
         default=None,

@@ -298,6 +298,30 @@ def convert_row(data: dict, fmt: str) -> dict:
     raise InstructkitError(f"unknown dataset_format {fmt!r}.", fix=f"use one of: auto, {', '.join(FORMAT_COLUMNS)}.")
 
 
+def inference_prompt(data: dict, chat: bool = True):
+    """The prompt of a row to answer (`instructkit generate`, `serve`): `messages` ending with a user turn, `prompt`
+    (a string or messages) or alpaca's `instruction` (+ `input`, `system`), as training renders it: a message list.
+    Without a chat template (`chat` false) a single user turn is sent as raw text. Raises RowProblem."""
+    if "messages" in data:
+        key, prompt = "messages", _messages(data["messages"], "messages", require_assistant=False)
+    elif isinstance(data.get("prompt"), list):
+        key, prompt = "prompt", _messages(data["prompt"], "prompt", require_assistant=False)
+    elif "prompt" in data:
+        key, prompt = "prompt", [{"role": "user", "content": _text(data, "prompt")}]
+    elif "instruction" in data:
+        key, prompt = "instruction", convert_row({**data, "output": "-"}, "alpaca")["prompt"]
+    else:
+        raise RowProblem("prompt", f"missing (the row has {', '.join(sorted(map(str, data))) or 'no fields'})",
+                         "give each row a 'prompt' string, a 'messages' list ending with a user turn, or an alpaca "
+                         "'instruction'")
+    if chat:
+        return prompt
+    if len(prompt) == 1:
+        return prompt[0]["content"]
+    raise RowProblem(key, "is a conversation, but the model's tokenizer has no chat template to render it",
+                     "send a single 'prompt' string (it goes to the model as raw text)")
+
+
 def _preference_row(data: dict) -> dict:
     """prompt / chosen / rejected, both forms; with no prompt, the shared start of chosen and rejected is the prompt."""
     from trl.data_utils import extract_prompt

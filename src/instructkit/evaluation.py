@@ -1,7 +1,8 @@
 """Held-out exact match: greedy generation through the chat template, answer must stop at end of turn.
 
-This is the quick before/after check every SFT recipe prints. (Benchmarks such as MMLU go through
-lm-evaluation-harness elsewhere; nothing here re-implements a benchmark.)
+This is the quick before/after check every SFT recipe prints. `generate` is also how the sample generations during
+training and `instructkit chat / generate / serve` answer, so all of them see prompts exactly as evaluated. (Benchmarks
+such as MMLU go through lm-evaluation-harness elsewhere; nothing here re-implements a benchmark.)
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from collections import defaultdict
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 32,
-             batch_size: int = 64) -> list[dict]:
-    """Greedy answers for chat prompts (message lists) or plain string prompts, in input order."""
+             batch_size: int = 64, progress: str | None = None, **generate_kwargs) -> list[dict]:
+    """Answers for chat prompts (message lists) or plain string prompts, in input order: greedy unless
+    `generate_kwargs` say otherwise (`do_sample`, `temperature`, a `streamer` for one prompt, ...).
+
+    Batches are left-padded, so every row's answer starts right after its own prompt; each answer is cut at the
+    template's end-of-turn token. `progress`: show a progress bar with that description (rows done).
+    """
     import torch
 
     from instructkit.chat_templates import stop_token_ids
@@ -21,6 +27,11 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     tokenizer.padding_side = "left"
     model.eval()
     out = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(conversations), desc=progress, unit="prompt")
     try:
         for start in range(0, len(conversations), batch_size):
             batch = conversations[start:start + batch_size]
@@ -31,14 +42,21 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
                                                     return_tensors="pt", return_dict=True)
             enc = {k: v.to(model.device) for k, v in enc.items()}
             with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, **{"do_sample": False, **generate_kwargs},
                                      eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
-            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+            prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+            for row, n_prompt in zip(gen[:, enc["input_ids"].shape[1]:].tolist(), prompt_tokens):
                 end = next((i for i, t in enumerate(row) if t in stop_ids), None)
                 stopped = end is not None
+                n_generated = end + 1 if stopped else len(row) - row.count(tokenizer.pad_token_id)
                 row = row[:end] if stopped else row
-                out.append({"text": tokenizer.decode(row, skip_special_tokens=True), "stopped": stopped})
+                out.append({"text": tokenizer.decode(row, skip_special_tokens=True), "stopped": stopped,
+                            "prompt_tokens": n_prompt, "completion_tokens": n_generated})
+            if bar is not None:
+                bar.update(len(batch))
     finally:
+        if bar is not None:
+            bar.close()
         tokenizer.padding_side = side
         model.train(was_training)
     return out
@@ -76,7 +94,8 @@ def exact_match(model, tokenizer, rows: list[dict], max_new_tokens: int = 32, ba
         hits.append(ok)
         per_task[row.get("task", "all")].append(ok)
         if len(samples) < 8:
-            samples.append({"prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"], "target": row["target"], **ans, "correct": ok})
+            samples.append({"prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"],
+                            "target": row["target"], "text": ans["text"], "stopped": ans["stopped"], "correct": ok})
     return {
         "exact_match": sum(hits) / max(len(hits), 1),
         "n": len(hits),

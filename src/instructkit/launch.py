@@ -26,3 +26,9 @@ def sharding() -> str | None:
     if deepspeed() and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
         return "zero3"
     return None
+
+
+def weights_sharded(trainer) -> bool:
+    """Whether `trainer` runs with sharded weights (FSDP / ZeRO-3): then no single process can run the model alone."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3)

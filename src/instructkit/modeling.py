@@ -122,7 +122,7 @@ def is_adapter_dir(name: str) -> bool:
     return (Path(name) / "adapter_config.json").is_file()
 
 
-def merge_adapter(adapter_dir: str, model_args, training_args):
+def merge_adapter(adapter_dir: str, model_args, training_args, unmerged: bool = False):
     """Base model + the adapter in `adapter_dir`, merged in full precision (never into 4-bit weights)."""
     from peft import AutoPeftModelForCausalLM
 
@@ -138,6 +138,8 @@ def merge_adapter(adapter_dir: str, model_args, training_args):
     model = _from_pretrained(AutoPeftModelForCausalLM.from_pretrained, adapter_dir, "adapter and its base model",
                              dtype=torch_dtype(model_args.dtype), use_safetensors=True,
                              trust_remote_code=training_args.trust_remote_code)
+    if unmerged:  # the PeftModel before the merge, to compare the merge with (instructkit.merging)
+        return model
     merged = model.merge_and_unload()
     return merged.requires_grad_(True)  # PEFT loaded the base frozen; a full run trains every weight
 
@@ -179,7 +181,7 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
                                         keep_merged=quantization_config is not None or bool(model_args.use_peft))
         if merged_dir is None:
             model = merge_adapter(name, model_args, training_args)
-            return _fit_to_tokenizer(model, tokenizer)
+            return fit_to_tokenizer(model, tokenizer)
         name = merged_dir
     check_safe_weights(name, "model_name_or_path")
     check_remote_code(name, "model_name_or_path", training_args.trust_remote_code)
@@ -194,10 +196,10 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
     if quantization_config is not None and not torch.cuda.is_available():
         check_cpu_4bit_shapes(model, name)
-    return _fit_to_tokenizer(model, tokenizer)
+    return fit_to_tokenizer(model, tokenizer)
 
 
-def _fit_to_tokenizer(model, tokenizer):
+def fit_to_tokenizer(model, tokenizer):
     """Room for tokens the tokenizer added; generation stops at end of turn and pads with the real pad token."""
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
@@ -309,3 +311,27 @@ def adapters_to_compute_dtype(model, quantization_config) -> None:
         # TRL keeps DoRA's magnitude vector in fp32 on purpose (bf16 can freeze its small updates)
         if param.requires_grad and param.dtype != dtype and "lora_magnitude_vector" not in name:
             param.data = param.data.to(dtype)
+
+
+def load_for_inference(name: str, dtype: str | None = None, trust_remote_code: bool = False):
+    """(model in eval mode, tokenizer) of a saved run, to answer prompts with: a model folder, an adapter folder
+    (merged into its full-precision base in memory), a hub name or 'embedded'."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name, "MODEL")
+    if is_adapter_dir(path):
+        model = merge_adapter(path, SimpleNamespace(dtype=dtype), SimpleNamespace(trust_remote_code=trust_remote_code))
+        tokenizer_from = path if (Path(path) / "tokenizer_config.json").is_file() else model.name_or_path
+    else:
+        model = _from_pretrained(AutoModelForCausalLM.from_pretrained, path, "model", dtype=torch_dtype(dtype),
+                                 use_safetensors=True, trust_remote_code=trust_remote_code)
+        tokenizer_from = path
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, tokenizer_from, "tokenizer",
+                                 trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # batches are left-padded; the pad is masked out, so eos serves
+        tokenizer.pad_token = tokenizer.eos_token
+    model = fit_to_tokenizer(model, tokenizer).requires_grad_(False)
+    return (model.to("cuda") if torch.cuda.is_available() else model).eval(), tokenizer

@@ -3,7 +3,8 @@
 `Run` holds the parsed config and the shared steps, so a recipe is one call per step and spells out only
 what is its own (how the model is loaded). A run's output dir holds the model (or adapter), tokenizer +
 chat template, `config.yaml` (resolved config, secrets redacted) and `metrics.json` (training metrics,
-held-out exact match before and after, data counts, machine, timing).
+held-out exact match before and after, data counts, machine, timing), plus for people to read: `README.md` (model
+card), `training_curves.png` and `samples.jsonl` (instructkit.model_card, .plots, .callbacks).
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ class Run:
         return {"train_dataset": self.dataset["train"], "eval_dataset": self.dataset.get("test") if wants_eval else None}
 
     def train(self, trainer):
-        """Held-out exact match before, training, exact match after; prints both."""
+        """Held-out exact match before, training, exact match after; prints both. Sample generations as it trains."""
+        from instructkit.callbacks import add_sample_generations
+
+        add_sample_generations(trainer, self.args, self.dataset, self.tokenizer)
         data.report_dropped(self.dataset, trainer, self.data_report)
         check = preflight.check_preference if self.preference else preflight.check
         log(preflight.summary(check(trainer, self.data_report)))
@@ -204,6 +208,10 @@ class Run:
             save_resolved_config(out / "config.yaml", *self.parsed)
             self.metrics.update(data=self.data_report.as_dict(), seconds=round(time.time() - self.start, 1))
             (out / "metrics.json").write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
+            from instructkit import model_card, plots
+
+            plots.plot_training_curves(out)  # training_curves.png, then README.md (the model card) shows it
+            model_card.write_model_card(out)
         trainer.accelerator.wait_for_everyone()
         log(f"saved to {out}: {'adapter' if self.model_args.use_peft and self.recipe != 'sft_full' else 'model'}, tokenizer, config.yaml, "
             f"metrics.json ({round(time.time() - self.start, 1)} s in all)")
@@ -273,8 +281,9 @@ class Run:
                                                                 self.args.eval_max_new_tokens, self.args.eval_batch_size)
             self.metrics["generation_metrics"] = results
             log(format_generation_metrics("after training", results))
-        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-        if self.args.eval_benchmarks and (trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3):
+        from instructkit.launch import weights_sharded
+
+        if self.args.eval_benchmarks and weights_sharded(trainer):
             log("benchmarks skipped after training: the weights are sharded (FSDP / ZeRO-3), so one process cannot "
                 f"run the model; evaluate the saved output: instructkit eval --models {self.training_args.output_dir}")
         elif self.args.eval_benchmarks:
