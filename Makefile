@@ -2,6 +2,7 @@
 #   make demo   venv + install, then SFT (QLoRA) on the embedded default, printing exact match before/after
 #               (a second `make demo` starts over: --overwrite_output_dir true)
 #   make test   venv + install, then the test suite (offline)
+#   make bench  benchmarks -> benchmarks/RESULTS.md (+ plots); make bench-quick checks them in a few minutes
 #
 # torch goes in first, pinned, so pip takes the build that lies on this machine's disk (CPU) and a GPU
 # machine gets PyPI's default CUDA build of the same version; the package's own range accepts it as is.
@@ -20,7 +21,7 @@ export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +40,13 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -q -m "not slow"
+
+# Benchmarks (scripts, not tests): every section, then benchmarks/RESULTS.md + PNGs, from scratch (~30 min, 2 cores)
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,6 +1,7 @@
 """Data formats, row-level validation with file/row numbers, and the loss mask TRL builds from them."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -231,3 +232,69 @@ def test_string_rows_do_not_mix_with_conversations(tmp_path):
     t = write_jsonl(tmp_path / "t.jsonl", [{"text": "plain"}] * 4)
     with pytest.raises(InstructkitError, match=f"{t} hold plain-string rows"):
         data.load_sft_data(mixture_args([{"path": str(a)}, {"path": str(t)}]), seed=0)
+
+
+def test_padding_free_rows_are_truncated_flattened_and_give_the_padded_loss():
+    """The recipes' default: rows flattened into one sequence (no pad token), each cut to max_length, same loss."""
+    import torch
+
+    from conftest import make_tokenizer, sft_trainer, tiny_model
+
+    tok = make_tokenizer()
+    rows = [{"prompt": "Add 1 and 2.", "completion": " 3"}, {"prompt": "Reverse cat.", "completion": " tac"},
+            {"prompt": "Sort these.", "completion": " 1 2 3 4 5 6 7 8 9" * 4}]
+    torch.manual_seed(0)
+    model = tiny_model(tok)
+    batches = {}
+    for padding_free in (True, False):
+        trainer, _ = sft_trainer(tok, rows, "prompt_completion", model=model, max_length=16,
+                                 padding_free=padding_free, per_device_train_batch_size=3)
+        assert trainer.args.padding_free is padding_free
+        batches[padding_free] = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    flat, padded = batches[True], batches[False]
+    lengths = padded["attention_mask"].sum(1).tolist()
+    assert max(lengths) == 16 and min(lengths) < 16                 # the long row was cut to max_length
+    assert flat["input_ids"].shape == (1, sum(lengths))             # one sequence, no pad token
+    assert (flat["position_ids"][0] == 0).sum() == 3                # positions restart at every row
+    assert (flat["labels"] != -100).sum() == (padded["labels"] != -100).sum()
+    model.eval()
+    with torch.no_grad():
+        loss_flat = model(**{k: flat[k] for k in ("input_ids", "labels", "position_ids")}).loss
+        loss_padded = model(**{k: padded[k] for k in ("input_ids", "labels", "attention_mask")}).loss
+    assert torch.allclose(loss_flat, loss_padded, atol=1e-5), (loss_flat, loss_padded)
+
+
+def test_loaded_rows_are_memory_mapped_and_keep_their_fingerprint(tmp_path):
+    """Rows on disk (flat memory as data grows), named by content: the next run reuses TRL's tokenization cache."""
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Reverse w{i}", "output": f"{i}w"}) + "\n" for i in range(20)))
+    args = InstructkitArguments(dataset_name=str(path), test_split_size=0.25)
+    first, _ = data.load_sft_data(args)
+    again, _ = data.load_sft_data(args)
+    assert first["train"].cache_files and first["test"].cache_files
+    assert first["train"]._fingerprint == again["train"]._fingerprint
+    assert first["train"].num_rows == 15 and first["train"][0]["prompt"][0]["content"].startswith("Reverse w")
+    path.write_text(path.read_text().replace("Reverse w3", "Reverse x3"))
+    assert data.load_sft_data(args)[0]["train"]._fingerprint != first["train"]._fingerprint
+
+
+def test_trl_tokenization_of_unchanged_data_is_read_from_its_cache(tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    from conftest import make_tokenizer, tiny_model
+    from instructkit import chat_templates
+
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Sort {i} {i + 3} 1", "output": f"1 {i} {i + 3}"}) + "\n"
+                            for i in range(2, 30)))
+    tokenized = []
+    for _ in range(2):
+        tok = make_tokenizer()
+        chat_templates.set_chat_template(tok, "chatml")
+        dataset, report = data.load_sft_data(InstructkitArguments(dataset_name=str(path), test_split_size=0))
+        args = SFTConfig(output_dir=str(tmp_path / "out"), bf16=False, use_cpu=True, report_to="none", max_length=64)
+        data.configure_loss(args, report, tok)
+        trainer = SFTTrainer(model=tiny_model(tok), args=args, processing_class=tok, train_dataset=dataset["train"])
+        files = {f["filename"] for f in trainer.train_dataset.cache_files}
+        tokenized.append((files, sorted(Path(next(iter(files))).parent.glob("cache-*.arrow"))))
+    assert tokenized[0][0] and tokenized[0] == tokenized[1]  # the second trainer read the first one's files, wrote none

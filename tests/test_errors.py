@@ -200,9 +200,6 @@ CASES = [
     Case("trainer-conflict", "config", "options the Trainer refuses together (`bf16: true` and `fp16: true`)",
          lambda e: e.yaml("bf16: true\nfp16: true\n"), "(while reading <tmp>/config.yaml)"),
     # --- conflicting options -------------------------------------------------------------------------------------
-    Case("padding-free-without-packing", "conflicts", "`padding_free: true` without packing, with a max_length",
-         lambda e: e.yaml("padding_free: true\nmax_length: 512\n"),
-         "padding_free: true without packing cannot enforce max_length=512 (while reading <tmp>/config.yaml)"),
     Case("assistant-only-loss-on-text", "conflicts", "`assistant_only_loss: true` with plain text data",
          lambda e: e.loss([{"text": f"row {i}"} for i in range(4)], "--assistant_only_loss", "true"),
          "assistant_only_loss: true trains the assistant turns of conversations, but the training data is text data"),

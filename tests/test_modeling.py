@@ -57,3 +57,33 @@ def test_cpu_4bit_shape_check_names_layers_bitsandbytes_cannot_run():
     for bad in (torch.nn.Sequential(Linear4bit(160, 448)), torch.nn.Sequential(Linear4bit(192, 200))):
         with pytest.raises(InstructkitError, match="input sizes that are multiples of 64"):
             modeling.check_cpu_4bit_shapes(bad, "bad")
+
+
+def test_4bit_layers_still_pass_gradients_after_generating(embedded):
+    """bitsandbytes repacks 4-bit weights for CPU inference on eval-mode generation (AVX512-BF16 CPUs), after
+    which training forwards pass no gradient to the layer inputs; load_model keeps the training path."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoTokenizer
+    from trl import ModelConfig
+
+    from instructkit import evaluation
+
+    tok = AutoTokenizer.from_pretrained(embedded.model_dir)
+    model_args = ModelConfig(model_name_or_path=str(embedded.model_dir), dtype="float32", load_in_4bit=True,
+                             bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
+    model = modeling.load_model(model_args, SimpleNamespace(trust_remote_code=False), tok,
+                                quantization_config=modeling.qlora_config(model_args))
+    ids = tok(["cat backwards is tac. 3 plus 4 is 7."], return_tensors="pt")["input_ids"]
+
+    def input_gradient_norm():
+        model.train()
+        inputs = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        model(inputs_embeds=inputs, labels=ids).loss.backward()
+        return inputs.grad.norm().item()
+
+    before = input_gradient_norm()
+    evaluation.exact_match(model, tok, [{"prompt": [{"role": "user", "content": "Reverse cat."}], "target": "tac"}], 4)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    assert before > 0 and input_gradient_norm() == pytest.approx(before, rel=1e-4)

@@ -15,6 +15,8 @@
                                      # lm-eval benchmarks (recipes/evaluate.py): tables, deltas against the first
     instructkit decontaminate [--train FILE ...] [--tasks ...] [--data_dir DIR]
                                      # n-gram overlap of training data with benchmark questions
+    instructkit estimate --config x.yaml [--launch ACCELERATE_CONFIG] [--gpus N --gpu-memory 24GB]
+                                     # memory per device (weights, gradients, optimizer, activations), fits or not
 
 MODEL is a run's output folder (a full model, or an adapter: merged into its base in memory), a hub name, or
 `embedded`. Generation is greedy unless --temperature > 0. Heavy imports happen inside each command.
@@ -143,6 +145,12 @@ def cmd_eval(args) -> None:
     recipe.main(args.overrides)
 
 
+def cmd_estimate(args) -> None:
+    from instructkit.estimate import main as estimate
+
+    estimate(args)
+
+
 def cmd_decontaminate(args) -> None:
     from pathlib import Path
 
@@ -221,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--output_dir", default="outputs/decontaminate", help="where the lm-eval task YAMLs are written")
     dec.add_argument("--json", action="store_true", help="print the full report as JSON")
     dec.set_defaults(func=cmd_decontaminate)
+    est = sub.add_parser("estimate", help="memory per device for full / LoRA / QLoRA under DDP / ZeRO-2 / ZeRO-3 / "
+                                          "offload, before anything launches, and whether it fits")
+    est.add_argument("--config", required=True, help="recipe YAML config (model_name_or_path, batch, max_length, ...)")
+    est.add_argument("--launch", help="accelerate config file (strategy and process count)")
+    est.add_argument("--gpus", type=int, help="number of GPUs (default: the launch config's num_processes, else 1)")
+    est.add_argument("--gpu-memory", dest="gpu_memory", help="memory per GPU, e.g. 24GB or 80GB")
+    est.add_argument("--mode", choices=["full", "lora", "qlora"],
+                     help="what trains (default: from the config: load_in_4bit -> qlora, lora_* keys -> lora)")
+    est.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    est.set_defaults(func=cmd_estimate)
     return parser
 
 

@@ -255,19 +255,7 @@ def parse_recipe_args(dataclass_types, args=None, default_config=None) -> tuple:
     except ValueError as err:  # dataclass __post_init__ validation, e.g. TrainingArguments
         raise InstructkitError(f"{' '.join(str(err).split()).rstrip('.')} (while reading {source}).",
                                fix="change one of the conflicting values named above.") from err
-    check_conflicts(parsed, source)
     return parsed
-
-
-def check_conflicts(instances, source: str) -> None:
-    """Option combinations TRL refuses only once the model and data are loaded, reported before anything loads."""
-    values = {f.name: getattr(i, f.name) for i in instances for f in dataclasses.fields(i)}
-    if values.get("padding_free") and not values.get("packing") and values.get("max_length") is not None:
-        raise InstructkitError(
-            f"padding_free: true without packing cannot enforce max_length={values['max_length']} (while reading {source}): "
-            "rows longer than it would not be cut, and TRL refuses the combination.",
-            fix="set packing: true (packing_strategy: bfd, which is padding-free), or padding_free: false, or "
-                "max_length: null if every row is already short enough.")
 
 
 def resolved_config(*instances) -> dict[str, Any]:

@@ -406,8 +406,6 @@ def load_preference_data(args, seed: int = 42):
 
 
 def load_data(args, seed: int, preference: bool):
-    from datasets import Dataset, DatasetDict
-
     if args.dataset_mixture:
         return _load_mixture(args, seed, preference)
     splits = read_source(args.dataset_name, args.dataset_config, preference=preference)
@@ -444,12 +442,41 @@ def load_data(args, seed: int, preference: bool):
 
 
 def _finish(out: dict[str, list[dict]], report: DataReport):
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     report.rows = {k: len(v) for k, v in out.items()}
     report.conversational = is_conversational(out["train"][0])
     report.form = form_of(out["train"][0])
-    return DatasetDict({k: Dataset.from_list(v) for k, v in out.items()}), report
+    return DatasetDict({k: on_disk(v) for k, v in out.items()}), report
+
+
+def on_disk(rows: list[dict]):
+    """The converted rows as a memory-mapped Arrow data set in the datasets cache, named by their content.
+
+    The rows leave Python memory when loading returns (the file is paged in as it is read: what a run holds while
+    training does not grow with the data; validation before it still holds the rows), and the data set's
+    fingerprint is fixed by its content, so TRL's tokenization (datasets `map`) is cached next to it: an unchanged
+    data set is not tokenized again by the next run (benchmarks/RESULTS.md §5, §6).
+    """
+    import hashlib
+    import os
+    import shutil
+
+    import datasets
+    from datasets import Dataset, load_from_disk
+
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True).encode() + b"\n")
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "instructkit" / digest.hexdigest()[:24]
+    if not (folder / "state.json").exists():
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        Dataset.from_list(rows).save_to_disk(str(tmp))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process (e.g. the other rank) wrote it first: same content
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_from_disk(str(folder))
 
 
 def form_of(row: dict) -> str:
@@ -596,6 +623,26 @@ def configure_loss(training_args, report: DataReport, tokenizer=None) -> None:
                 "knows no training variant of it.",
                 fix="set chat_template: to a bundled template (" + ", ".join(bundled_names()) + ") or a .jinja "
                     "file with the markers around each assistant turn's content and end-of-turn token.")
+
+
+def defer_padding_free(training_args) -> bool:
+    """Let SFT rows be flattened padding-free (no pad token computed) while TRL still truncates them to max_length.
+
+    TRL 1.16 refuses `padding_free` + `max_length` without packing ("max_length is not enforced", the guard of
+    trl#5359; unsloth#7951 works around the same one), yet `SFTTrainer._prepare_dataset` truncates every row to
+    max_length either way. So the trainer is built padding and `apply_padding_free` switches its collator after.
+    Returns whether it must (the batches are the same rows; tests/test_data.py checks truncation and equal loss).
+    """
+    deferred = bool(getattr(training_args, "padding_free", False) and not getattr(training_args, "packing", False)
+                    and training_args.max_length is not None)
+    if deferred:
+        training_args.padding_free = False
+    return deferred
+
+
+def apply_padding_free(trainer) -> None:
+    """The second half of `defer_padding_free`, on the built trainer."""
+    trainer.data_collator.padding_free = trainer.padding_free = trainer.args.padding_free = True
 
 
 def check_loss_options(training_args, report: DataReport, form: str) -> None:

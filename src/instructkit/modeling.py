@@ -196,7 +196,26 @@ def load_model(model_args, training_args, tokenizer, quantization_config=None):
     model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
     if quantization_config is not None and not torch.cuda.is_available():
         check_cpu_4bit_shapes(model, name)
+        keep_4bit_weights_trainable(model)
     return fit_to_tokenizer(model, tokenizer)
+
+
+def keep_4bit_weights_trainable(model) -> int:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference in a model that is being trained.
+
+    On a CPU with AVX512-BF16, `Linear4bit.forward` in eval mode without gradients (any `generate`: held-out exact
+    match before training, sample generations) converts its weights for good to a packed inference layout, and
+    later training forwards then run a kernel that passes no gradient to the layer's input (bitsandbytes 0.50):
+    measured, the input-gradient norm fell from 6.8 to 0.13 after one `generate`, and QLoRA stalled on a loss
+    plateau (52 % held-out exact match where LoRA reaches 95 %). Training keeps the dequantize-and-matmul path
+    everywhere. Returns the number of 4-bit layers it set.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def fit_to_tokenizer(model, tokenizer):

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
-FORMAT_VERSION = 8  # bump when the builder's output changes for the same spec
+FORMAT_VERSION = 10  # bump when the builder's output changes for the same spec
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,18 @@ on it are identical on every machine. Three kinds of text come from here:
   pretraining text) with the training phrasings; `test_phrasings` uses phrasings never seen in SFT
   AND unseen arguments — an honestly hard split, reported separately.
 
-The made-up dictionary ("Zorbish") is looked up in context: each item carries a small glossary that pairs
-Zorbish words with English ones at random. Every word-meaning pair is either a training pair or a held-out pair
-(a fixed split of all pairs); held-out items use held-out pairs only, so their answers cannot be recalled from
-any training text, only read from the glossary.
+The made-up dictionary ("Zorbish") is world knowledge: one fixed Zorbish -> English dictionary (80 words, 60
+meanings), every entry of which the pretraining prose states in several phrasings ("zeka means market."), as a base
+model learns facts from its corpus. Instructions ask about a fixed three quarters of its words; `test` /
+`test_phrasings` ask only about the other quarter, words no instruction or preference pair ever names (each has a
+synonym among the asked words, so no answer word is new to SFT): to answer, the model has to recall what
+pretraining taught it through a request form it only learned for other words (knowledge extraction, not copying).
+The one exception to "held-out arguments appear nowhere in training": a dictionary entry is in the pretraining text.
+
+(An in-context variant -- a random 3-entry glossary in each prompt -- stayed at chance, 28-34 %, for this 1.9M-
+parameter model: after SFT on 2,214 rows, after 1,946 steps on them alone (train loss 0.003: memorised), and after
+600 further pretraining steps on 19,200 fresh glossaries. Reading a glossary is an induction circuit the model
+does not form at this size and budget; recalling a dictionary it has read is what such a base can do.)
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from __future__ import annotations
 import random
 import re
 import string
-import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -110,13 +117,13 @@ TASKS: tuple[Task, ...] = (
          ("{s} is {ans}.", "{s} sounds {ans}.", "the mood of {s} is {ans}."),
          lambda x: x["label"]),
     Task("translate",
-         # the word asked about comes before the glossary: reading the glossary, the model can mark its entry
-         ("Translate {z} from Zorbish to English. Glossary: {d}.", "What does {z} mean? Use this glossary: {d}.",
-          "Give the English meaning of {z}.|Glossary: {d}.", "Look up {z} in the glossary.|{d}",
-          "Give the English for {z}. {d}.", "Translate the word {z}. Zorbish glossary: {d}."),
-         ("A Zorbish speaker says {z}. Which English word is that, given {d}?",
-          "Here is a word list: {d}. Render the Zorbish term {z} in English."),
-         ("for {z} with {d}, the meaning is {ans}.", "{z} under {d} means {ans}.", "asked about {z}: {d}. so it is {ans}."),
+         ("Translate {z} from Zorbish to English.", "What does {z} mean?", "Give the English meaning of {z}.",
+          "Look up this Zorbish word.|{z}", "Translate the following word into English.|{z}",
+          "What is {z} in English?"),
+         ("A Zorbish speaker says {z}. Which English word is that?", "Render the Zorbish term {z} in English."),
+         # several statements of each entry: facts read in varied forms are the ones a model can later be asked about
+         ("{z} means {ans}.", "the Zorbish word {z} means {ans}.", "in Zorbish, {z} is {ans}.",
+          "{z} is Zorbish for {ans}.", "{z} in English is {ans}."),
          lambda x: x["meaning"]),
     Task("max",
          ("What is the largest of {xs}?", "Find the biggest number.|{xs}", "Which number is largest: {xs}",
@@ -127,8 +134,9 @@ TASKS: tuple[Task, ...] = (
 )
 TASK_NAMES = tuple(t.name for t in TASKS)
 # Share of the training text per task (held-out splits stay balanced): the skills a small model learns slowest
-# (carrying in addition, lookup in a glossary) get more examples; copying and classifying need few.
-TRAIN_WEIGHTS = {"add": 3, "translate": 2}
+# (carrying in addition, reversing, sorting, the maximum) get more examples, and the dictionary more pretraining
+# statements (each of its 80 entries is read ~75 times); copying and classifying need few.
+TRAIN_WEIGHTS = {"add": 3, "reverse": 2, "sort": 2, "max": 2, "translate": 2}
 
 
 def _task_cycle(split: str) -> list[Task]:
@@ -154,6 +162,19 @@ class World:
                 zorb.add(z)
         self.zorbish = sorted(zorb)  # whole words to the tokenizer, like the English lexicon
         reserved |= zorb
+        # the dictionary: 60 meanings, 20 of them with two Zorbish words (synonyms). The held-out words are one of
+        # each synonym pair, so every meaning is an answer in training too: SFT that never produced a word would
+        # learn to suppress it (measured: held-out recall 0 % after SFT when the held-out meanings had no synonym,
+        # while the base recalls all 80 entries), and the held-out test would measure that, not recall.
+        meanings = list(MEANINGS)
+        rng.shuffle(meanings)
+        asked = list(self.zorbish)
+        rng.shuffle(asked)
+        n_held = len(asked) // 4
+        held, train = asked[:n_held], asked[n_held:]
+        self.dictionary = {**{z: meanings[i] for i, z in enumerate(train)}, **{z: meanings[i] for i, z in enumerate(held)}}
+        self.heldout_zorbish = sorted(held)  # never in an instruction; stated in pretraining
+        self.train_zorbish = sorted(train)
         words = set()
         while len(words) < 3000:
             words.add("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6))))
@@ -172,8 +193,11 @@ class World:
         self.train_pairs = [(a, b) for a in range(25) for b in range(25) if (a, b) not in held]
 
     # -- argument draws ------------------------------------------------------------------------------
-    def args(self, task: str, rng: random.Random, heldout: bool) -> dict:
-        """Arguments for one item; held-out draws never overlap anything a training draw can produce."""
+    def args(self, task: str, rng: random.Random, heldout: bool, statement: bool = False) -> dict:
+        """Arguments for one item; held-out draws never overlap anything a training draw can produce.
+
+        `statement`: for pretraining prose, where the dictionary's every entry is stated (world knowledge).
+        """
         words = self.heldout_words if heldout else self.train_words
         if task == "add":
             a, b = rng.choice(sorted(self.heldout_pairs)) if heldout else rng.choice(self.train_pairs)
@@ -202,25 +226,10 @@ class World:
                 if (len(toks) % 2 == 1) == heldout:
                     return {"s": s, "label": label}
         if task == "translate":
-            # a 3-entry glossary in context whose pairs are all on one side of the held-out split. The asked word
-            # pairs with EVERY meaning listed on that same side too: otherwise "the answer is the meaning seen
-            # with this word in training" would be a shortcut that scores in training and, on held-out items
-            # (answer pair never seen, distractor pairs often seen), picks a wrong entry: measured 20 %, below
-            # the 33 % of a guess. With it, only reading the glossary works.
-            while True:
-                zs, meanings = rng.sample(self.zorbish, 3), rng.sample(MEANINGS, 3)
-                i = rng.randrange(3)
-                if all(is_heldout_pair(z, m) == heldout for z, m in zip(zs, meanings)) and \
-                        all(is_heldout_pair(zs[i], m) == heldout for m in meanings):
-                    break
-            glossary = ", ".join(f"{z} = {m}" for z, m in zip(zs, meanings))
-            return {"z": zs[i], "d": glossary, "meaning": meanings[i]}
+            pool = self.zorbish if statement else self.heldout_zorbish if heldout else self.train_zorbish
+            z = rng.choice(pool)
+            return {"z": z, "meaning": self.dictionary[z]}
         raise KeyError(task)
-
-
-def is_heldout_pair(zorbish: str, meaning: str) -> bool:
-    """A fixed quarter of all Zorbish-English pairs is held out: it appears in no training text."""
-    return zlib.crc32(f"{zorbish}={meaning}".encode()) % 4 == 0
 
 
 def _render(template: str, x: dict) -> tuple[str, str]:
@@ -255,14 +264,15 @@ def pretraining_facts(world: World, n: int, seed: int) -> list[dict]:
     """Plain-text statements split before the answer: {"prompt": "cat backwards is", "completion": " tac."}.
 
     The base model is trained to continue such statements (loss on the continuation only): it learns what
-    is true in the world without ever seeing an instruction or the chat format. Never a held-out argument.
+    is true in the world without ever seeing an instruction or the chat format. Never a held-out argument, except
+    the dictionary: every entry is stated (world knowledge that held-out requests ask about).
     """
     rng = random.Random(f"{seed}-facts")
     cycle = _task_cycle("train")
     facts = []
     for i in range(n):
         task = cycle[i % len(cycle)]
-        x = world.args(task.name, rng, heldout=False)
+        x = world.args(task.name, rng, heldout=False, statement=True)
         values = {k: v for k, v in x.items() if not k.startswith("_")}
         head = rng.choice(task.prose).split("{ans}")[0].rstrip()
         facts.append({"prompt": head.format(**values), "completion": f" {_solve(task, x)}."})
@@ -294,9 +304,8 @@ def _plausible_wrong(task: str, x: dict, answer: str, rng: random.Random) -> str
         return str(xs[-2] if rng.random() < 0.5 else xs[0])
     if task == "sentiment":
         return "negative" if answer == "positive" else "positive"
-    if task == "translate":
-        others = [pair.split(" = ")[1] for pair in x["d"].split(", ") if pair.split(" = ")[1] != answer]
-        return rng.choice(others)
+    if task == "translate":  # the meaning of another word of the dictionary
+        return rng.choice([m for m in MEANINGS if m != answer])
     raise KeyError(task)
 
 

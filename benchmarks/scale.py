@@ -1,0 +1,34 @@
+"""Scale: data preparation time and memory at 1k, 10k, 100k rows (the embedded world's generator, alpaca rows),
+each size in its own process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PY, ROOT, WORK, log, run  # noqa: E402
+
+
+def write_rows(n: int) -> Path:
+    from instructkit.embedded import world as W
+
+    path = WORK / "data" / "scale" / f"rows_{n}.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = W.instruction_rows(W.World(0), n, 0, "train")
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def measure(model_dir: str, sizes=(1000, 10000, 100000)) -> dict:
+    out = {}
+    for n in sizes:
+        res = run([PY, str(ROOT / "benchmarks/scale_prep.py"), model_dir, str(write_rows(n))], f"scale-{n}")
+        rec = json.loads(next(l for _, l in reversed(res["lines"]) if l.startswith("{")))
+        out[n] = {**rec, "process_peak_mb": res["peak_rss_mb"], "wall_s": res["wall_s"],
+                  "file_mb": (WORK / "data" / "scale" / f"rows_{n}.jsonl").stat().st_size / 2**20}
+        log(f"scale {n} rows: load {rec['load_s']:.1f} s, tokenize {rec['tokenize_s']:.1f} s, "
+            f"peak {res['peak_rss_mb']:.0f} MB")
+    return out

@@ -1,0 +1,57 @@
+"""Data preparation of one data file as a recipe does it, timed (wall and CPU seconds) and with memory: instructkit reads, validates and
+converts the rows (`Run.load_data`), then TRL tokenizes and masks them (`SFTTrainer.__init__`).
+
+    python benchmarks/scale_prep.py MODEL_DIR DATA_JSONL   # prints one JSON line
+"""
+
+import gc
+import json
+import resource
+import sys
+import time
+
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+    model_dir, data = sys.argv[1], sys.argv[2]
+    from trl import SFTConfig, SFTTrainer
+
+    from instructkit import modeling
+    from instructkit.runs import Run
+
+    out = {"rss_after_imports_mb": rss_mb()}
+    run = Run("sft_full", SFTConfig, None, args=["--model_name_or_path", model_dir, "--dataset_name", data,
+                                                  "--output_dir", "/tmp/ik-scale", "--test_split_size", "0",
+                                                  "--max_length", "128",
+                                                  "--eval_exact_match", "false", "--report_to", "none"])
+    t, c = time.time(), time.process_time()
+    dataset = run.load_data()
+    out.update(load_s=time.time() - t, load_cpu_s=time.process_time() - c, rss_after_load_mb=rss_mb(),
+               peak_after_load_mb=peak_mb(),
+               rows=len(dataset["train"]))
+    tokenizer = run.load_tokenizer()
+    model = modeling.load_model(run.model_args, run.training_args, tokenizer)
+    t, c = time.time(), time.process_time()
+    trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer, **run.trainer_datasets())
+    out.update(tokenize_s=time.time() - t, tokenize_cpu_s=time.process_time() - c, rss_after_tokenize_mb=rss_mb(),
+               peak_mb=peak_mb(),
+               tokenized_rows=len(trainer.train_dataset),
+               tokens=sum(len(ids) for batch in trainer.train_dataset.select_columns(["input_ids"]).iter(1000)
+                          for ids in batch["input_ids"]),
+               in_memory=all(not d.cache_files for d in [dataset["train"], trainer.train_dataset]))
+    del dataset
+    gc.collect()
+    out["rss_steady_mb"] = rss_mb()  # what training runs with: rows and tokens memory-mapped, Python lists freed
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
