@@ -26,7 +26,7 @@ def config_for(mode: str, model_dir: str, data: str, steps: int) -> Path:
     cfg = yaml.safe_load((ROOT / "recipes" / "configs" / f"{MODES[mode]}.yaml").read_text())
     cfg.update(model_name_or_path=model_dir, dataset_name=data, max_steps=steps, per_device_train_batch_size=1,
                max_length=64, eval_exact_match=False, test_split_size=0, logging_steps=1000,
-               output_dir=str(WORK / "runs" / "memory" / mode))
+               output_dir=str(WORK / "runs" / "memory" / mode), overwrite_output_dir=True)
     path = WORK / "runs" / "memory" / f"{mode}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))

@@ -4,6 +4,7 @@ each size in its own process."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +26,10 @@ def write_rows(n: int) -> Path:
 def measure(model_dir: str, sizes=(1000, 10000, 100000)) -> dict:
     out = {}
     for n in sizes:
-        res = run([PY, str(ROOT / "benchmarks/scale_prep.py"), model_dir, str(write_rows(n))], f"scale-{n}")
+        cache = WORK / "hf_datasets_scale"  # cold every time: the datasets cache would skip TRL's tokenization
+        shutil.rmtree(cache, ignore_errors=True)
+        res = run([PY, str(ROOT / "benchmarks/scale_prep.py"), model_dir, str(write_rows(n))], f"scale-{n}",
+                  extra_env={"HF_DATASETS_CACHE": str(cache)})
         rec = json.loads(next(l for _, l in reversed(res["lines"]) if l.startswith("{")))
         out[n] = {**rec, "process_peak_mb": res["peak_rss_mb"], "wall_s": res["wall_s"],
                   "file_mb": (WORK / "data" / "scale" / f"rows_{n}.jsonl").stat().st_size / 2**20}

@@ -16,6 +16,13 @@ def rss_mb():
         return int(f.read().split()[1]) * 4096 / 2**20
 
 
+def status_mb(field: str) -> float:
+    """A /proc/self/status memory line in MB: RssAnon (heap, what the process holds) or RssFile (mapped file pages,
+    e.g. memory-mapped Arrow data, which the kernel drops and re-reads as it needs)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -50,6 +57,7 @@ def main():
     del dataset
     gc.collect()
     out["rss_steady_mb"] = rss_mb()  # what training runs with: rows and tokens memory-mapped, Python lists freed
+    out["anon_steady_mb"], out["file_steady_mb"] = status_mb("RssAnon"), status_mb("RssFile")
     print(json.dumps(out))
 
 

@@ -25,7 +25,7 @@ def arms(model_dir: str, data: dict, steps: int) -> dict[str, list[str]]:
               str(ROOT / "recipes/sft_full.py"), "--model_name_or_path", model_dir, "--dataset_name", data["alpaca"],
               "--max_steps", str(steps), "--eval_exact_match", "false", "--test_split_size", "0",
               "--per_device_train_batch_size", str(BATCH), "--max_length", str(MAX_LENGTH),
-              "--logging_steps", "1000"]
+              "--logging_steps", "1000", "--overwrite_output_dir", "true"]  # every round re-runs into the same folder
     return {
         "instructkit": recipe + ["--output_dir", str(out / "ik")],
         "instructkit_padded": recipe + ["--output_dir", str(out / "ik_padded"), "--padding_free", "false"],
