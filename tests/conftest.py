@@ -87,9 +87,8 @@ def sft_trainer(tok, rows, fmt, model=None, peft_config=None, **config):
     args = SFTConfig(output_dir="/tmp/ik-templates", bf16=False, use_cpu=True, report_to="none", save_strategy="no",
                      activation_checkpointing=False, **{"max_length": 512, **config})
     data.configure_loss(args, report, tok)
-    padding_free = data.defer_padding_free(args)
+    data.defer_padding_free(args)
     trainer = SFTTrainer(model=model or tiny_model(tok), args=args, processing_class=tok, peft_config=peft_config,
                          train_dataset=Dataset.from_list(rows))
-    if padding_free:
-        data.apply_padding_free(trainer)
+    data.apply_padding_free(trainer)
     return trainer, report

@@ -87,3 +87,16 @@ def test_estimate_reads_a_recipe_config_and_says_whether_it_fits(tmp_path):
                                                                                      "zero3_offload"]
     assert all(row["fits"] for row in r["rows"])
     assert not any(row["fits"] for row in estimate(str(cfg), gpus=2, gpu_memory="0.5GB")["rows"])  # overhead 0.8
+
+
+def test_a_misspelled_key_is_refused_like_in_a_recipe_and_dpo_configs_are_read(tmp_path):
+    from instructkit.errors import InstructkitError
+
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text("model_name_or_path: embedded\nmax_lenght: 512\n")
+    with pytest.raises(InstructkitError, match=r"unknown key 'max_lenght' in .*my.yaml — did you mean 'max_length'\?"):
+        estimate(str(cfg))
+    from instructkit.estimate import recipe_config, setup_from_config
+
+    dpo = recipe_config(str(ROOT / "recipes" / "configs" / "dpo.yaml"))  # DPO's keys (beta, ...) are known keys
+    assert setup_from_config(dpo, None, gpu=False).mode == "full"        # use_peft: false beside lora_* keys

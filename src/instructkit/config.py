@@ -319,6 +319,23 @@ def _pop_config(args: list[str]) -> tuple[str | None, list[str]]:
     return config_path, rest
 
 
+def load_checked_config(path: str, types_for) -> dict[str, Any]:
+    """A recipe YAML read and checked as a recipe checks it (unknown keys with a suggestion, value types), not parsed:
+    for tools that read a recipe's config without running it (`instructkit estimate`). `types_for(config)` gives the
+    recipe's dataclass types."""
+    from trl import TrlParser
+
+    config = _load_config(path)
+    dataclass_types = types_for(config)
+    fields = _fields_by_name(dataclass_types)
+    problems = _check_config(config, path, fields, _actions_by_dest(TrlParser(list(dataclass_types))))
+    if problems:
+        message = "; ".join(problems)
+        raise InstructkitError(message if message.endswith("?") else message + ".",
+                               fix="correct the keys above (run the recipe with --help to list every key).")
+    return config
+
+
 def _load_config(path: str) -> dict[str, Any]:
     """Read the YAML config file; every way it can be unreadable becomes an `InstructkitError`."""
     if not Path(path).is_file():

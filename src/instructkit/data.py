@@ -630,19 +630,21 @@ def defer_padding_free(training_args) -> bool:
 
     TRL 1.16 refuses `padding_free` + `max_length` without packing ("max_length is not enforced", the guard of
     trl#5359; unsloth#7951 works around the same one), yet `SFTTrainer._prepare_dataset` truncates every row to
-    max_length either way. So the trainer is built padding and `apply_padding_free` switches its collator after.
-    Returns whether it must (the batches are the same rows; tests/test_data.py checks truncation and equal loss).
+    max_length either way. So the trainer is built padding and `apply_padding_free` switches its collator after
+    (the batches are the same rows; tests/test_data.py checks truncation and equal loss). The deferral is noted on
+    `training_args`, so `apply_padding_free` can always be called.
     """
-    deferred = bool(getattr(training_args, "padding_free", False) and not getattr(training_args, "packing", False)
-                    and training_args.max_length is not None)
-    if deferred:
+    training_args.padding_free_deferred = bool(
+        getattr(training_args, "padding_free", False) and not getattr(training_args, "packing", False)
+        and training_args.max_length is not None)
+    if training_args.padding_free_deferred:
         training_args.padding_free = False
-    return deferred
 
 
 def apply_padding_free(trainer) -> None:
-    """The second half of `defer_padding_free`, on the built trainer."""
-    trainer.data_collator.padding_free = trainer.padding_free = trainer.args.padding_free = True
+    """The second half of `defer_padding_free`, on the built trainer; nothing to do unless it deferred."""
+    if getattr(trainer.args, "padding_free_deferred", False):
+        trainer.data_collator.padding_free = trainer.padding_free = trainer.args.padding_free = True
 
 
 def check_loss_options(training_args, report: DataReport, form: str) -> None:

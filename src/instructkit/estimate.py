@@ -204,11 +204,21 @@ def launch_setup(path: str | None) -> dict:
     return out
 
 
+def recipe_config(path: str) -> dict:
+    """The recipe YAML, checked with the recipes' own key and value checks (DPO's keys when it names `beta`)."""
+    from trl import DPOConfig, ModelConfig, SFTConfig
+
+    from instructkit.config import InstructkitArguments, load_checked_config
+
+    return load_checked_config(path, lambda cfg: (InstructkitArguments, DPOConfig if "beta" in cfg else SFTConfig,
+                                                  ModelConfig))
+
+
 def setup_from_config(cfg: dict, mode: str | None, gpu: bool) -> Setup:
     """Recipe keys (TRL's defaults where a key is absent): the mode, batch, length, checkpointing, LoRA, dtype."""
     if mode is None:
         mode = ("qlora" if cfg.get("load_in_4bit") else
-                "lora" if cfg.get("use_peft") or any(k.startswith("lora_") for k in cfg) else "full")
+                "lora" if cfg.get("use_peft", any(k.startswith("lora_") for k in cfg)) else "full")
     dtype = cfg.get("dtype")
     dtype_bytes = 4 if dtype == "float32" or (dtype in (None, "auto") and not gpu) else 2
     targets = cfg.get("lora_target_modules") or []
@@ -223,11 +233,7 @@ def setup_from_config(cfg: dict, mode: str | None, gpu: bool) -> Setup:
 def estimate(config_path: str, launch: str | None = None, gpus: int | None = None, gpu_memory: str | None = None,
              mode: str | None = None) -> dict:
     """Every strategy's breakdown (or the launch config's), and whether each fits the device memory."""
-    import yaml
-
-    if not Path(config_path).is_file():
-        raise InstructkitError(f"config file {config_path} does not exist.", fix="pass --config with a recipe YAML.")
-    cfg = yaml.safe_load(Path(config_path).read_text()) or {}
+    cfg = recipe_config(config_path)
     launched = launch_setup(launch)
     gpu = bool(launch or gpus or gpu_memory)
     base = setup_from_config(cfg, mode, gpu)

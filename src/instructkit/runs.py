@@ -120,7 +120,6 @@ class Run:
         from trl import ModelConfig
 
         self.recipe, self.preference = recipe, preference  # preference: DPO-style pairs instead of instructions
-        self.padding_free_deferred = False  # see data.defer_padding_free
         self.parsed = parse_recipe_args((InstructkitArguments, trainer_config_class, ModelConfig),
                                         args=args, default_config=default_config)
         self.args, self.training_args, self.model_args = self.parsed
@@ -162,7 +161,7 @@ class Run:
                 f"{self.tokenizer.convert_ids_to_tokens(self.new_tokens)} (their embeddings are trained)")
         if not self.preference:  # DPO's loss covers the answers by construction
             data.configure_loss(self.training_args, self.data_report, self.tokenizer)
-            self.padding_free_deferred = data.defer_padding_free(self.training_args)
+            data.defer_padding_free(self.training_args)
         return self.tokenizer
 
     def trainer_datasets(self) -> dict:
@@ -175,8 +174,7 @@ class Run:
         from instructkit.callbacks import add_sample_generations
 
         add_sample_generations(trainer, self.args, self.dataset, self.tokenizer)
-        if self.padding_free_deferred:
-            data.apply_padding_free(trainer)
+        data.apply_padding_free(trainer)  # when load_tokenizer deferred it
         data.report_dropped(self.dataset, trainer, self.data_report)
         check = preflight.check_preference if self.preference else preflight.check
         log(preflight.summary(check(trainer, self.data_report)))
