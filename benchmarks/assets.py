@@ -63,7 +63,7 @@ def qwen05b(tokenizer_dir: str) -> dict:
 def trl_form_data(data_dir: str, out_dir: Path, rows: int | None) -> dict:
     """The embedded alpaca rows converted as instructkit converts them (conversational prompt/completion), for
     `trl sft` (which reads TRL's forms only), plus the same rows in alpaca form for the recipes and the padded loop."""
-    from instructkit.data import convert_row
+    from instructkit.data.formats import convert_row
 
     src = [json.loads(l) for l in open(Path(data_dir) / "train.jsonl")][:rows]
     (out_dir / "trl").mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The end-of-training benchmark hook's work, timed: lm-eval on the in-memory model, as `Run.after_training_evaluations`
-calls it (`instructkit.benchmarks.evaluate(protocol, out_dir, model=..., tokenizer=...)`).
+calls it (`instructkit.evaluation.harness.evaluate(protocol, out_dir, model=..., tokenizer=...)`).
 
     python benchmarks/eval_hook.py MODEL_DIR OUT_DIR [--limit N]
 
@@ -18,8 +18,9 @@ def main():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from instructkit.benchmark_results import scores
-    from instructkit.benchmarks import FIXTURE, Protocol, evaluate, model_args_for
+    from instructkit.evaluation.harness import evaluate, model_args_for
+    from instructkit.evaluation.protocol import FIXTURE, Protocol
+    from instructkit.evaluation.reports import scores
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -36,7 +36,7 @@ def config_for(mode: str, model_dir: str, data: str, steps: int) -> Path:
 def estimate(config: Path, mode: str, **where) -> dict:
     """`instructkit estimate --config <config> --mode <mode> [--gpus N --gpu-memory M] --json`, called in-process (the
     same function the command runs; a process per call would mostly time the imports)."""
-    from instructkit.estimate import estimate as predict
+    from instructkit.modeling.memory import estimate as predict
 
     return json.loads(json.dumps(predict(str(config), mode=mode, **where)))
 

@@ -31,30 +31,31 @@ def main():
     model_dir, data = sys.argv[1], sys.argv[2]
     from trl import SFTConfig, SFTTrainer
 
-    from instructkit import modeling
-    from instructkit.runs import Run
+    from instructkit.modeling.loading import load_model, load_tokenizer
+    from instructkit.training.sft import load_sft_data, parse_sft_config, resolve_sft
 
     out = {"rss_after_imports_mb": rss_mb()}
-    run = Run("sft_full", SFTConfig, None, args=["--model_name_or_path", model_dir, "--dataset_name", data,
-                                                  "--output_dir", "/tmp/ik-scale", "--test_split_size", "0",
-                                                  "--max_length", "128",
-                                                  "--eval_exact_match", "false", "--report_to", "none"])
+    config = parse_sft_config(["--model_name_or_path", model_dir, "--dataset_name", data, "--output_dir", "/tmp/ik-scale",
+                               "--test_split_size", "0", "--max_length", "128", "--eval_exact_match", "false",
+                               "--report_to", "none"], check_output=False)
     t, c = time.time(), time.process_time()
-    dataset = run.load_data()
+    loaded = load_sft_data(config)
+    dataset = loaded.splits
     out.update(load_s=time.time() - t, load_cpu_s=time.process_time() - c, rss_after_load_mb=rss_mb(),
                peak_after_load_mb=peak_mb(),
                rows=len(dataset["train"]))
-    tokenizer = run.load_tokenizer()
-    model = modeling.load_model(run.model_args, run.training_args, tokenizer)
+    tokenizer, _ = load_tokenizer(config)
+    config = resolve_sft(config, loaded.report, tokenizer)
+    model = load_model(config, tokenizer)
     t, c = time.time(), time.process_time()
-    trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer, **run.trainer_datasets())
+    trainer = SFTTrainer(model=model, args=config.training, processing_class=tokenizer, train_dataset=dataset["train"])
     out.update(tokenize_s=time.time() - t, tokenize_cpu_s=time.process_time() - c, rss_after_tokenize_mb=rss_mb(),
                peak_mb=peak_mb(),
                tokenized_rows=len(trainer.train_dataset),
                tokens=sum(len(ids) for batch in trainer.train_dataset.select_columns(["input_ids"]).iter(1000)
                           for ids in batch["input_ids"]),
                in_memory=all(not d.cache_files for d in [dataset["train"], trainer.train_dataset]))
-    del dataset
+    del dataset, loaded
     gc.collect()
     out["rss_steady_mb"] = rss_mb()  # what training runs with: rows and tokens memory-mapped, Python lists freed
     out["anon_steady_mb"], out["file_steady_mb"] = status_mb("RssAnon"), status_mb("RssFile")

@@ -2,50 +2,53 @@
 
     accelerate launch recipes/sft_full.py && accelerate launch recipes/dpo.py   # the default chain
     accelerate launch recipes/dpo.py --model_name_or_path outputs/sft_lora        # from an SFT adapter
-    accelerate launch recipes/dpo.py --use_peft true                              # LoRA DPO
-    accelerate launch recipes/dpo.py --use_peft true --load_in_4bit true          # QLoRA DPO
+    accelerate launch recipes/dpo.py --use_peft true [--load_in_4bit true]        # LoRA [QLoRA] DPO
 
 Config: configs/dpo.yaml next to this file unless --config is given; any key can be overridden as --key value.
-The start may be a full model folder or an adapter folder (merged into its base in full precision first, never
-into 4-bit). The reference model is that start, held explicitly: the adapter disabled under LoRA, else a frozen
-in-memory copy (or precomputed log-probs) — never reloaded from a path. Prints held-out exact match before and
-after, and held-out reward accuracy; saves model or adapter, tokenizer, resolved config and metrics.
+An adapter start is merged into its base in full precision first (never into 4-bit). The reference is that start,
+held explicitly (the adapter disabled under LoRA, else a frozen copy), never reloaded from a path. Prints held-out
+exact match before and after and held-out reward accuracy; saves model or adapter, tokenizer, config, metrics.
 """
 
 from pathlib import Path
 
-from instructkit import modeling
 from instructkit.errors import user_errors
-from instructkit.runs import Run
+from instructkit.modeling.adapters import adapters_to_compute_dtype, lora_config
+from instructkit.modeling.loading import load_model, load_tokenizer
+from instructkit.modeling.quantization import qlora_config
+from instructkit.training.dpo import DPORun, load_preference_data, parse_dpo_config, reference_model
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "dpo.yaml"
 
 
-def main():
-    from trl import DPOConfig, DPOTrainer
+def main(argv=None):
+    from trl import DPOTrainer
 
-    # Parse config: YAML + command-line overrides, checked before anything loads
-    run = Run("dpo", DPOConfig, DEFAULT_CONFIG, preference=True)
+    # Parse the config: YAML + --key value overrides, every problem reported before anything loads
+    config = parse_dpo_config(argv, DEFAULT_CONFIG)
 
-    # Load preference pairs (validated; prompt / chosen / rejected) and the SFT model's tokenizer
-    dataset = run.load_data()
-    tokenizer = run.load_tokenizer()
+    # Preference pairs (validated; prompt / chosen / rejected), the SFT model's tokenizer, the run
+    data = load_preference_data(config)
+    tokenizer, new_tokens = load_tokenizer(config)
+    run = DPORun.start(config, data, tokenizer)  # output_dir ready (resume), config.yaml written
 
-    # Load the policy (an SFT adapter is merged first); 4-bit only under LoRA; the reference is the start
-    quantization = modeling.qlora_config(run.model_args) if run.model_args.load_in_4bit else None
-    model = modeling.load_model(run.model_args, run.training_args, tokenizer, quantization_config=quantization)
-    peft_config = modeling.lora_config(run.model_args, model, run.new_tokens) if run.model_args.use_peft else None
-    ref_model = modeling.reference_model(model, peft_config, run.training_args)
+    # The policy (an SFT adapter is merged first); 4-bit only under LoRA; the reference is the start
+    quantization = qlora_config(run.config.model) if run.config.model.load_in_4bit else None
+    model = load_model(run.config, tokenizer, quantization_config=quantization)
+    peft_config = lora_config(run.config.model, model, new_tokens) if run.config.model.use_peft else None
+    ref_model = reference_model(model, peft_config, run.config.training)
 
-    # Initialize the trainer
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=run.training_args, processing_class=tokenizer,
-                         peft_config=peft_config, **run.trainer_datasets())
-    if quantization is not None:
-        modeling.adapters_to_compute_dtype(trainer.model, quantization)
+    # Trainer (QLoRA adapters kept in the compute dtype), then checks of the prepared pairs and the callbacks
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=run.config.training, processing_class=tokenizer,
+                         peft_config=peft_config, train_dataset=data.train, eval_dataset=run.eval_dataset)
+    adapters_to_compute_dtype(trainer.model, quantization)
+    run.prepare(trainer)
 
-    # Train (held-out exact match before and after, reward accuracy after), then save
-    run.train(trainer)
-    run.save(trainer)
+    # Train, measured before and after (held-out exact match; reward accuracy after), then save
+    run.measure(trainer, "before")
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    run.measure(trainer, "after")
+    run.save(trainer, result)
 
 
 if __name__ == "__main__":

@@ -10,44 +10,20 @@ names, or --base). The tasks are lm-eval's own definitions, offline on --data_di
 benchmarks.md; with several models, compare.md holds every score and its delta against the first model (the base).
 """
 
-import dataclasses
 import json
 from pathlib import Path
 
-from instructkit.benchmark_results import compare_table, markdown_table
-from instructkit.benchmarks import DEFAULT_TASKS, Protocol, evaluate, prepare_tasks
-from instructkit.config import parse_recipe_args
+from instructkit.config.arguments import EvaluateArguments
+from instructkit.config.parsing import parse_args
 from instructkit.errors import user_errors
-
-
-@dataclasses.dataclass
-class EvaluateArguments:
-    models: list[str] = dataclasses.field(
-        metadata={"help": "Model or adapter folders; with several, deltas are reported against the first."})
-    base: str | None = dataclasses.field(
-        default=None, metadata={"help": "Base model folder for adapters whose config names none that exists here."})
-    tasks: list[str] = dataclasses.field(
-        default_factory=lambda: list(DEFAULT_TASKS), metadata={"help": "lm-eval task, group or tag names."})
-    data_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "Local benchmark data (hub layout), 'fixture', or none for lm-eval's own."})
-    num_fewshot: int | None = dataclasses.field(
-        default=5, metadata={"help": "Few-shot examples; tasks that fix their own (TruthfulQA: 0) keep it."})
-    limit: float | None = dataclasses.field(default=None, metadata={"help": "Documents per task (for quick runs)."})
-    batch_size: int = dataclasses.field(default=8, metadata={"help": "Fixed lm-eval batch size."})
-    apply_chat_template: bool = dataclasses.field(
-        default=False, metadata={"help": "Wrap prompts in each model's chat template."})
-    fewshot_as_multiturn: bool = dataclasses.field(
-        default=True, metadata={"help": "With the chat template: few-shot examples as separate turns."})
-    device: str | None = dataclasses.field(default=None, metadata={"help": "Default: cuda if available, else cpu."})
-    output_dir: str = dataclasses.field(default="outputs/evaluate", metadata={"help": "Where results are written."})
-    decontaminate: list[str] | None = dataclasses.field(
-        default=None, metadata={"help": "Training data files/folders ('embedded') to check against the benchmarks."})
-    decontamination_ngram: int = dataclasses.field(default=8, metadata={"help": "n-gram size of that check."})
+from instructkit.evaluation.harness import evaluate, prepare_tasks
+from instructkit.evaluation.protocol import Protocol
+from instructkit.evaluation.reports import compare_table, markdown_table
 
 
 def main(argv=None):
     # Parse arguments (a YAML --config is optional; unknown keys are errors)
-    (args,) = parse_recipe_args((EvaluateArguments,), args=argv)
+    (args,) = parse_args((EvaluateArguments,), args=argv)
     protocol = Protocol(tasks=args.tasks, data_dir=args.data_dir, num_fewshot=args.num_fewshot, limit=args.limit,
                         batch_size=args.batch_size, apply_chat_template=args.apply_chat_template,
                         fewshot_as_multiturn=args.fewshot_as_multiturn, device=args.device)
@@ -58,7 +34,7 @@ def main(argv=None):
 
     # Decontamination report (optional): training rows sharing n-grams with benchmark questions
     if args.decontaminate:
-        from instructkit.decontamination import decontaminate, summary_lines
+        from instructkit.evaluation.decontamination import decontaminate, summary_lines
 
         result = decontaminate(args.decontaminate, protocol, out / "lm_eval_tasks", args.decontamination_ngram)
         print("\n".join(summary_lines(result)))

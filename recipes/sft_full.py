@@ -10,32 +10,39 @@ before and after training; saves model, tokenizer, resolved config and metrics t
 
 from pathlib import Path
 
-from instructkit import modeling
 from instructkit.errors import user_errors
-from instructkit.runs import Run
+from instructkit.modeling.loading import load_model, load_tokenizer
+from instructkit.training.sft import SFTRun, load_sft_data, parse_sft_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "sft_full.yaml"
 
 
-def main():
-    from trl import SFTConfig, SFTTrainer
+def main(argv=None):
+    from trl import SFTTrainer
 
-    # Parse config: YAML + command-line overrides, checked before anything loads
-    run = Run("sft_full", SFTConfig, DEFAULT_CONFIG)
+    # Parse the config: YAML + --key value overrides, every problem reported before anything loads
+    config = parse_sft_config(argv, DEFAULT_CONFIG, fixed={"use_peft": False, "load_in_4bit": False})
 
-    # Load data (validated, in TRL's conversational form) and tokenizer
-    dataset = run.load_data()
-    tokenizer = run.load_tokenizer()
+    # Data (validated rows in TRL's forms, held-out splits) and tokenizer (chat template, distinct pad token)
+    data = load_sft_data(config)
+    tokenizer, _ = load_tokenizer(config)
 
-    # Load model: every weight trainable, fp32 on CPU / bf16 where supported
-    model = modeling.load_model(run.model_args, run.training_args, tokenizer)
+    # The run: final config (loss for this data and template), output_dir ready (resume), config.yaml written
+    run = SFTRun.start(config, data, tokenizer)
 
-    # Initialize the trainer
-    trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer, **run.trainer_datasets())
+    # Model: every weight trainable, fp32 on CPU / bf16 where supported
+    model = load_model(run.config, tokenizer)
 
-    # Train (held-out exact match before and after), then save
-    run.train(trainer)
-    run.save(trainer)
+    # Trainer, then checks of the rows TRL prepared and the run's callbacks
+    trainer = SFTTrainer(model=model, args=run.config.training, processing_class=tokenizer,
+                         train_dataset=data.train, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
+    run.prepare(trainer)
+
+    # Train, measured before and after (held-out exact match), then save
+    run.measure(trainer, "before")
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    run.measure(trainer, "after")
+    run.save(trainer, result)
 
 
 if __name__ == "__main__":

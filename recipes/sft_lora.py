@@ -5,39 +5,46 @@
 
 Config: configs/sft_lora.yaml next to this file unless --config is given; any key can be overridden as
 --key value. LoRA goes on all linear layers unless lora_target_modules says otherwise. Saves the adapter
-(PEFT's merge_and_unload merges it into the base), tokenizer, resolved config and metrics to output_dir.
+(`instructkit merge` merges it into the base), tokenizer, resolved config and metrics to output_dir.
 """
 
 from pathlib import Path
 
-from instructkit import modeling
 from instructkit.errors import user_errors
-from instructkit.runs import Run
+from instructkit.modeling.adapters import lora_config
+from instructkit.modeling.loading import load_model, load_tokenizer
+from instructkit.training.sft import SFTRun, load_sft_data, parse_sft_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "sft_lora.yaml"
 
 
-def main():
-    from trl import SFTConfig, SFTTrainer
+def main(argv=None):
+    from trl import SFTTrainer
 
-    # Parse config: YAML + command-line overrides, checked before anything loads
-    run = Run("sft_lora", SFTConfig, DEFAULT_CONFIG)
+    # Parse the config: YAML + --key value overrides, every problem reported before anything loads
+    config = parse_sft_config(argv, DEFAULT_CONFIG, fixed={"use_peft": True, "load_in_4bit": False})
 
-    # Load data (validated, in TRL's conversational form) and tokenizer
-    dataset = run.load_data()
-    tokenizer = run.load_tokenizer()
+    # Data (validated rows in TRL's forms, held-out splits) and tokenizer (chat template, distinct pad token)
+    data = load_sft_data(config)
+    tokenizer, new_tokens = load_tokenizer(config)
 
-    # Load model in full precision for the machine; LoRA adapters on every linear layer
-    model = modeling.load_model(run.model_args, run.training_args, tokenizer)
-    peft_config = modeling.lora_config(run.model_args, model, run.new_tokens)  # new template tokens train too
+    # The run: final config (loss for this data and template), output_dir ready (resume), config.yaml written
+    run = SFTRun.start(config, data, tokenizer)
 
-    # Initialize the trainer (it wraps the model with the adapters)
-    trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer,
-                         peft_config=peft_config, **run.trainer_datasets())
+    # Model in full precision for the machine; LoRA adapters on every linear layer (+ tokens the template added)
+    model = load_model(run.config, tokenizer)
+    peft_config = lora_config(run.config.model, model, new_tokens)
 
-    # Train (held-out exact match before and after), then save the adapter
-    run.train(trainer)
-    run.save(trainer)
+    # Trainer (it wraps the model with the adapters), then checks of the rows TRL prepared and the run's callbacks
+    trainer = SFTTrainer(model=model, args=run.config.training, processing_class=tokenizer, peft_config=peft_config,
+                         train_dataset=data.train, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
+    run.prepare(trainer)
+
+    # Train, measured before and after (held-out exact match), then save the adapter
+    run.measure(trainer, "before")
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    run.measure(trainer, "after")
+    run.save(trainer, result)
 
 
 if __name__ == "__main__":

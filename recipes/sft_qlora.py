@@ -11,36 +11,44 @@ config and metrics to output_dir.
 
 from pathlib import Path
 
-from instructkit import modeling
 from instructkit.errors import user_errors
-from instructkit.runs import Run
+from instructkit.modeling.adapters import adapters_to_compute_dtype, lora_config
+from instructkit.modeling.loading import load_model, load_tokenizer
+from instructkit.modeling.quantization import qlora_config
+from instructkit.training.sft import SFTRun, load_sft_data, parse_sft_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "sft_qlora.yaml"
 
 
-def main():
-    from trl import SFTConfig, SFTTrainer
+def main(argv=None):
+    from trl import SFTTrainer
 
-    # Parse config: YAML + command-line overrides, checked before anything loads
-    run = Run("sft_qlora", SFTConfig, DEFAULT_CONFIG)
+    # Parse the config: YAML + --key value overrides, every problem reported before anything loads
+    config = parse_sft_config(argv, DEFAULT_CONFIG, fixed={"use_peft": True, "load_in_4bit": True})
 
-    # Load data (validated, in TRL's conversational form) and tokenizer
-    dataset = run.load_data()
-    tokenizer = run.load_tokenizer()
+    # Data (validated rows in TRL's forms, held-out splits) and tokenizer (chat template, distinct pad token)
+    data = load_sft_data(config)
+    tokenizer, new_tokens = load_tokenizer(config)
 
-    # Load model quantized to 4-bit NF4 via bitsandbytes; LoRA adapters on every linear layer
-    quantization = modeling.qlora_config(run.model_args)
-    model = modeling.load_model(run.model_args, run.training_args, tokenizer, quantization_config=quantization)
-    peft_config = modeling.lora_config(run.model_args, model, run.new_tokens)  # new template tokens train too
+    # The run: final config (loss for this data and template), output_dir ready (resume), config.yaml written
+    run = SFTRun.start(config, data, tokenizer)
 
-    # Initialize the trainer (it wraps the model with the adapters)
-    trainer = SFTTrainer(model=model, args=run.training_args, processing_class=tokenizer,
-                         peft_config=peft_config, **run.trainer_datasets())
-    modeling.adapters_to_compute_dtype(trainer.model, quantization)
+    # Model quantized to 4-bit NF4 via bitsandbytes; LoRA adapters on every linear layer (+ new template tokens)
+    quantization = qlora_config(run.config.model)
+    model = load_model(run.config, tokenizer, quantization_config=quantization)
+    peft_config = lora_config(run.config.model, model, new_tokens)
 
-    # Train (held-out exact match before and after), then save the adapter
-    run.train(trainer)
-    run.save(trainer)
+    # Trainer (it wraps the model with the adapters; they stay in the compute dtype), then checks and callbacks
+    trainer = SFTTrainer(model=model, args=run.config.training, processing_class=tokenizer, peft_config=peft_config,
+                         train_dataset=data.train, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
+    adapters_to_compute_dtype(trainer.model, quantization)
+    run.prepare(trainer)
+
+    # Train, measured before and after (held-out exact match), then save the adapter
+    run.measure(trainer, "before")
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    run.measure(trainer, "after")
+    run.save(trainer, result)
 
 
 if __name__ == "__main__":

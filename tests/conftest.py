@@ -48,7 +48,14 @@ def make_tokenizer(bos_on_encode: bool = True):
 
     `bos_on_encode`: like Llama/Mistral/Gemma tokenizers, plain `tokenizer(text)` prepends <s>.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tk = Tokenizer(models.BPE(unk_token=None))
@@ -80,15 +87,18 @@ def sft_trainer(tok, rows, fmt, model=None, peft_config=None, **config):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from instructkit import data
+    from instructkit.config.arguments import InstructkitArguments
+    from instructkit.config.resolved import RecipeConfig
+    from instructkit.data.formats import is_conversational
+    from instructkit.data.report import DataReport
+    from instructkit.training.sft import padding_free_collator, resolve_sft
 
-    report = data.DataReport(format=fmt)
-    report.conversational = data.is_conversational(rows[0])
+    report = DataReport(format=fmt)
+    report.conversational = is_conversational(rows[0])
     args = SFTConfig(output_dir="/tmp/ik-templates", bf16=False, use_cpu=True, report_to="none", save_strategy="no",
                      activation_checkpointing=False, **{"max_length": 512, **config})
-    data.configure_loss(args, report, tok)
-    data.defer_padding_free(args)
-    trainer = SFTTrainer(model=model or tiny_model(tok), args=args, processing_class=tok, peft_config=peft_config,
-                         train_dataset=Dataset.from_list(rows))
-    data.apply_padding_free(trainer)
+    resolved = resolve_sft(RecipeConfig(InstructkitArguments(), args, None), report, tok)
+    trainer = SFTTrainer(model=model or tiny_model(tok), args=resolved.training, processing_class=tok,
+                         peft_config=peft_config, train_dataset=Dataset.from_list(rows),
+                         data_collator=padding_free_collator(resolved, tok))
     return trainer, report

@@ -3,8 +3,12 @@
 import pytest
 
 from conftest import make_tokenizer, sft_trainer
-from instructkit import chat_templates, data, preflight
+from instructkit import chat_templates
+from instructkit.data.formats import convert_row
+from instructkit.data.report import DataReport
 from instructkit.errors import InstructkitError
+from instructkit.training import preflight
+from instructkit.training.sft import loss_settings
 
 TEMPLATES = chat_templates.bundled_names()
 END_OF_TURN = {"alpaca": "</s>", "chatml": "<|im_end|>", "gemma": "<end_of_turn>", "llama3": "<|eot_id|>",
@@ -58,7 +62,7 @@ def expected_spans(tok, template, messages, trained_from):
 def test_trained_tokens_are_exactly_each_answer_and_its_end_of_turn(template, source):
     tok = make_tokenizer(bos_on_encode=True)  # like Llama: plain encoding would prepend <s>
     chat_templates.set_chat_template(tok, template)
-    rows = [data.convert_row(r, source) for r in ROWS[source]]
+    rows = [convert_row(r, source) for r in ROWS[source]]
     trainer, report = sft_trainer(tok, rows, source)
     assert len(trainer.train_dataset) == len(rows)
     for row, prepared in zip(rows, trainer.train_dataset):
@@ -116,7 +120,7 @@ def test_conversations_without_generation_markers_stop_before_trl():
     tok.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}"
     args = type("Args", (), {})()
     with pytest.raises(InstructkitError, match=r"no such markers.*Fix: set chat_template: to a bundled template"):
-        data.configure_loss(args, data.DataReport(format="messages"), tok)
+        vars(args).update(loss_settings(args, DataReport(format="messages"), tok))
 
 
 def test_a_tokenizer_template_trl_knows_is_left_for_trl_to_swap():
@@ -129,6 +133,6 @@ def test_a_tokenizer_template_trl_knows_is_left_for_trl_to_swap():
     tok.add_special_tokens({"extra_special_tokens": ADDED["llama3"]})
     tok.chat_template = (Path(trl.__file__).parent / "chat_templates" / "llama3.jinja").read_text()
     args = type("Args", (), {})()
-    data.configure_loss(args, data.DataReport(format="messages"), tok)
+    vars(args).update(loss_settings(args, DataReport(format="messages"), tok))
     assert args.assistant_only_loss
     assert chat_templates.training_template(tok) != tok.chat_template  # TRL's `_training` variant

@@ -6,9 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from instructkit import data
-from instructkit.config import InstructkitArguments
+from instructkit.config.arguments import InstructkitArguments
+from instructkit.data.formats import RowProblem, convert_row, detect_format
+from instructkit.data.loading import load_instructions
+from instructkit.data.sources import Record, read_file, read_source
+from instructkit.data.splits import exact_match_rows
 from instructkit.errors import InstructkitError
+from instructkit.training.sft import loss_settings
 
 
 def write_jsonl(path, rows):
@@ -26,7 +30,7 @@ ALPACA = [{"instruction": f"Reverse w{i}", "input": "", "output": f"{i}w"} for i
 def test_alpaca_jsonl_becomes_conversational_prompt_completion(tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "1 and 2", "output": "3",
                                               "system": "Be brief."}] + ALPACA)
-    ds, report = data.load_sft_data(args_for(path, test_split_size=5), seed=0)
+    ds, report = load_instructions(args_for(path, test_split_size=5), seed=0)
     assert report.format == "alpaca" and report.conversational
     assert report.rows == {"train": 16, "test": 5}
     first = [r for r in list(ds["train"]) + list(ds["test"]) if r["completion"][0]["content"] == "3"][0]
@@ -43,21 +47,21 @@ def test_other_file_types_read_the_same_rows(tmp_path, suffix):
     frame = pd.DataFrame(ALPACA)
     {"json": lambda: path.write_text(json.dumps(ALPACA)), "csv": lambda: frame.to_csv(path, index=False),
      "parquet": lambda: frame.to_parquet(path)}[suffix]()
-    records = data.read_file(path)
+    records = read_file(path)
     assert [r.row for r in records] == list(range(1, 21))
-    rows = [data.convert_row(r.data, "alpaca") for r in records]
+    rows = [convert_row(r.data, "alpaca") for r in records]
     assert rows[7]["completion"][0]["content"] == "7w"
 
 
 def test_sharegpt_and_messages_formats(tmp_path):
     share = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [
         {"from": "system", "value": "S"}, {"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}] * 3)
-    recs = data.read_file(share)
-    assert data.detect_format(recs) == "sharegpt"
-    assert data.convert_row(recs[0].data, "sharegpt")["messages"] == [
+    recs = read_file(share)
+    assert detect_format(recs) == "sharegpt"
+    assert convert_row(recs[0].data, "sharegpt")["messages"] == [
         {"role": "system", "content": "S"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     msgs = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
-    assert data.detect_format([data.Record("x", 1, msgs)]) == "messages"
+    assert detect_format([Record("x", 1, msgs)]) == "messages"
 
 
 @pytest.mark.parametrize("row, field, problem", [
@@ -70,7 +74,7 @@ def test_bad_alpaca_row_is_reported_with_its_row_number(tmp_path, row, field, pr
     rows.insert(6, row)  # the 7th row of the file
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(InstructkitError) as err:
-        data.load_sft_data(args_for(path), seed=0)
+        load_instructions(args_for(path), seed=0)
     message = str(err.value)
     assert f"{path} row 7: field '{field}' {problem}" in message
     assert "on_bad_rows: skip" in message
@@ -84,14 +88,14 @@ def test_bad_alpaca_row_is_reported_with_its_row_number(tmp_path, row, field, pr
     ([{"role": "assistant", "content": "a"}], "does not start with a user turn"),
 ])
 def test_bad_conversations_are_named(messages, problem):
-    with pytest.raises(data.RowProblem) as err:
-        data.convert_row({"messages": messages}, "messages")
+    with pytest.raises(RowProblem) as err:
+        convert_row({"messages": messages}, "messages")
     assert problem in err.value.problem
 
 
 def test_skip_bad_rows_counts_them_by_reason(tmp_path):
     rows = ALPACA + [{"instruction": "x"}, {"instruction": "y", "output": ""}, {"instruction": "z"}]
-    ds, report = data.load_sft_data(args_for(write_jsonl(tmp_path / "b.jsonl", rows), on_bad_rows="skip",
+    ds, report = load_instructions(args_for(write_jsonl(tmp_path / "b.jsonl", rows), on_bad_rows="skip",
                                              test_split_size=0), seed=0)
     assert len(ds["train"]) == 20
     assert report.skipped == {"output missing": 2, "output is empty": 1}
@@ -102,26 +106,26 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps(ALPACA[0]) + "\n{not json\n")
     with pytest.raises(InstructkitError, match=r"m.jsonl line 2: not valid JSON"):
-        data.read_file(path)
+        read_file(path)
 
 
 def test_missing_data_file_is_one_clear_error(tmp_path):
     with pytest.raises(InstructkitError, match="does not exist"):
-        data.read_source(str(tmp_path / "nope.jsonl"))
+        read_source(str(tmp_path / "nope.jsonl"))
 
 
 def test_folder_splits_by_file_name(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", ALPACA)
     write_jsonl(tmp_path / "test.jsonl", ALPACA[:3])
-    ds, report = data.load_sft_data(args_for(tmp_path), seed=0)
+    ds, report = load_instructions(args_for(tmp_path), seed=0)
     assert report.rows == {"train": 20, "test": 3}
 
 
 def test_embedded_data_has_both_heldout_splits(embedded):
-    ds, report = data.load_sft_data(InstructkitArguments(), seed=0)
+    ds, report = load_instructions(InstructkitArguments(), seed=0)
     assert set(ds) == {"train", "test", "test_phrasings"}
     assert report.format == "alpaca" and report.skipped == {}
-    rows = data.exact_match_rows(ds["test"], 5)
+    rows = exact_match_rows(ds["test"], 5)
     assert rows[0]["prompt"][-1]["role"] == "user" and rows[0]["target"] and rows[0]["task"]
 
 
@@ -134,10 +138,10 @@ def test_collated_labels_train_exactly_the_response_and_end_of_turn(embedded):
     from trl import SFTConfig, SFTTrainer
 
     tok = AutoTokenizer.from_pretrained(embedded.model_dir)
-    ds, report = data.load_sft_data(InstructkitArguments(), seed=0)
+    ds, report = load_instructions(InstructkitArguments(), seed=0)
     args = SFTConfig(output_dir="/tmp/ik-mask", bf16=False, use_cpu=True, report_to="none", max_length=128,
                      activation_checkpointing=False)
-    data.configure_loss(args, report, tok)
+    vars(args).update(loss_settings(args, report, tok))
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(embedded.model_dir), args=args,
                          processing_class=tok, train_dataset=ds["train"].select(range(4)))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
@@ -159,20 +163,20 @@ def test_string_prompt_completion_rows_keep_completion_only_loss(tmp_path):
     from instructkit import chat_templates
 
     path = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": f"Q{i}", "completion": f" A{i}"} for i in range(4)])
-    _, report = data.load_sft_data(args_for(path, test_split_size=0), seed=0)
+    _, report = load_instructions(args_for(path, test_split_size=0), seed=0)
     tok = make_tokenizer()
     chat_templates.set_chat_template(tok, "chatml")
     args = SimpleNamespace(assistant_only_loss=False)
-    data.configure_loss(args, report, tok)
+    vars(args).update(loss_settings(args, report, tok))
     assert not report.conversational and args.completion_only_loss and not args.assistant_only_loss
 
 
 def test_conversational_prompt_completion_rows_are_accepted():
     row = {"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
            "completion": [{"role": "assistant", "content": "yo"}]}
-    assert data.convert_row(row, "prompt_completion") == row
-    with pytest.raises(data.RowProblem, match="user turn"):
-        data.convert_row({**row, "prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+    assert convert_row(row, "prompt_completion") == row
+    with pytest.raises(RowProblem, match="user turn"):
+        convert_row({**row, "prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
                          "prompt_completion")
 
 
@@ -180,7 +184,7 @@ def test_unreadable_file_is_one_clear_error(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes('{"instruction": "caf\xe9", "output": "x"}\n'.encode("latin-1"))
     with pytest.raises(InstructkitError, match="cannot be read"):
-        data.read_file(path)
+        read_file(path)
 
 
 # --- mixtures ---------------------------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_mixture_proportions_follow_the_weights(tmp_path):
     b = write_jsonl(tmp_path / "b.jsonl", [{"conversations": [{"from": "human", "value": f"b{i}"},
                                                               {"from": "gpt", "value": "y"}], "task": "b"}
                                            for i in range(10)])
-    ds, report = data.load_sft_data(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
+    ds, report = load_instructions(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
                                                  test_split_size=0), seed=0)
     assert [(m["rows"], m["used"]) for m in report.mixture] == [(40, 10), (10, 20)]
     tasks = [r["task"] for r in ds["train"]]
@@ -204,14 +208,14 @@ def test_mixture_proportions_follow_the_weights(tmp_path):
     # weight 2: every b row exactly twice; weight 0.25: a seeded sample, the same for the same seed
     b_prompts = [r["messages"][0]["content"] for r in ds["train"] if r["task"] == "b"]
     assert sorted(b_prompts) == sorted([f"b{i}" for i in range(10)] * 2)
-    again, _ = data.load_sft_data(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
+    again, _ = load_instructions(mixture_args([{"path": str(a), "weight": 0.25}, {"path": str(b), "weight": 2}],
                                                test_split_size=0), seed=0)
     assert list(again["train"]) == list(ds["train"])
 
 
 def test_mixture_renames_columns_and_splits_a_test_set(tmp_path):
     q = write_jsonl(tmp_path / "q.jsonl", [{"question": f"q{i}", "answer": "z"} for i in range(20)])
-    ds, report = data.load_sft_data(mixture_args([{"path": str(q), "columns": {"question": "instruction",
+    ds, report = load_instructions(mixture_args([{"path": str(q), "columns": {"question": "instruction",
                                                                                  "answer": "output"}}],
                                                  test_split_size=4), seed=0)
     assert report.rows == {"train": 16, "test": 4} and report.mixture[0]["format"] == "alpaca"
@@ -224,14 +228,14 @@ def test_mixture_renames_columns_and_splits_a_test_set(tmp_path):
 ])
 def test_bad_mixture_entries_are_named(entry, message):
     with pytest.raises(InstructkitError, match=message):
-        data.load_sft_data(mixture_args([entry]), seed=0)
+        load_instructions(mixture_args([entry]), seed=0)
 
 
 def test_string_rows_do_not_mix_with_conversations(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "i", "output": "o"}] * 4)
     t = write_jsonl(tmp_path / "t.jsonl", [{"text": "plain"}] * 4)
     with pytest.raises(InstructkitError, match=f"{t} hold plain-string rows"):
-        data.load_sft_data(mixture_args([{"path": str(a)}, {"path": str(t)}]), seed=0)
+        load_instructions(mixture_args([{"path": str(a)}, {"path": str(t)}]), seed=0)
 
 
 def test_padding_free_rows_are_truncated_flattened_and_give_the_padded_loss():
@@ -249,7 +253,7 @@ def test_padding_free_rows_are_truncated_flattened_and_give_the_padded_loss():
     for padding_free in (True, False):
         trainer, _ = sft_trainer(tok, rows, "prompt_completion", model=model, max_length=16,
                                  padding_free=padding_free, per_device_train_batch_size=3)
-        assert trainer.args.padding_free is padding_free
+        assert trainer.data_collator.padding_free is padding_free  # TRL's collator, flattening when asked
         batches[padding_free] = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     flat, padded = batches[True], batches[False]
     lengths = padded["attention_mask"].sum(1).tolist()
@@ -269,13 +273,13 @@ def test_loaded_rows_are_memory_mapped_and_keep_their_fingerprint(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps({"instruction": f"Reverse w{i}", "output": f"{i}w"}) + "\n" for i in range(20)))
     args = InstructkitArguments(dataset_name=str(path), test_split_size=0.25)
-    first, _ = data.load_sft_data(args)
-    again, _ = data.load_sft_data(args)
+    first, _ = load_instructions(args)
+    again, _ = load_instructions(args)
     assert first["train"].cache_files and first["test"].cache_files
     assert first["train"]._fingerprint == again["train"]._fingerprint
     assert first["train"].num_rows == 15 and first["train"][0]["prompt"][0]["content"].startswith("Reverse w")
     path.write_text(path.read_text().replace("Reverse w3", "Reverse x3"))
-    assert data.load_sft_data(args)[0]["train"]._fingerprint != first["train"]._fingerprint
+    assert load_instructions(args).splits["train"]._fingerprint != first["train"]._fingerprint
 
 
 def test_trl_tokenization_of_unchanged_data_is_read_from_its_cache(tmp_path):
@@ -291,9 +295,9 @@ def test_trl_tokenization_of_unchanged_data_is_read_from_its_cache(tmp_path):
     for _ in range(2):
         tok = make_tokenizer()
         chat_templates.set_chat_template(tok, "chatml")
-        dataset, report = data.load_sft_data(InstructkitArguments(dataset_name=str(path), test_split_size=0))
+        dataset, report = load_instructions(InstructkitArguments(dataset_name=str(path), test_split_size=0))
         args = SFTConfig(output_dir=str(tmp_path / "out"), bf16=False, use_cpu=True, report_to="none", max_length=64)
-        data.configure_loss(args, report, tok)
+        vars(args).update(loss_settings(args, report, tok))
         trainer = SFTTrainer(model=tiny_model(tok), args=args, processing_class=tok, train_dataset=dataset["train"])
         files = {f["filename"] for f in trainer.train_dataset.cache_files}
         tokenized.append((files, sorted(Path(next(iter(files))).parent.glob("cache-*.arrow"))))

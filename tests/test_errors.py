@@ -12,7 +12,6 @@ checkpoint, and INSTRUCTKIT_DEBUG=1 shows the traceback the plain message hides.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -24,9 +23,18 @@ from typing import Callable
 import pytest
 
 from conftest import ROOT, launch, make_tokenizer, sft_trainer, tiny_model
-from instructkit import chat_templates, data, modeling, outputs
-from instructkit.config import InstructkitArguments, parse_recipe_args, resolved_config
+from instructkit import chat_templates
+from instructkit.config.arguments import InstructkitArguments
+from instructkit.config.parsing import parse_args as parse_recipe_args
+from instructkit.config.resolved import RecipeConfig, resolved_config
+from instructkit.data.formats import convert_row
+from instructkit.data.loading import load_instructions
+from instructkit.data.sources import read_source
 from instructkit.errors import InstructkitError
+from instructkit.modeling.files import check_local_path
+from instructkit.modeling.loading import load_model, load_tokenizer
+from instructkit.training import outputs
+from instructkit.training.sft import loss_settings
 
 DOC = ROOT / "docs" / "errors.md"
 UPDATE = os.environ.get("INSTRUCTKIT_UPDATE_DOCS") == "1"
@@ -57,16 +65,16 @@ class Env:
         return self.parse("--config", self.write("config.yaml", text))
 
     def sft_data(self, path: str, **kw):
-        return data.load_sft_data(InstructkitArguments(dataset_name=path, **kw), seed=0)
+        return load_instructions(InstructkitArguments(dataset_name=path, **kw), seed=0)
 
     def bad_row(self, row: dict, fmt_rows: list = GOOD):
         """The data set with `row` as its 3rd row."""
         return self.sft_data(self.jsonl("data.jsonl", fmt_rows[:2] + [row] + fmt_rows[2:]))
 
     def loss(self, rows: list, *args: str, tokenizer=None):
-        """configure_loss for `rows` under the options `args`, as `Run.load_tokenizer` calls it."""
+        """The loss settings for `rows` under the options `args`, as `SFTRun.start` resolves them."""
         _, report = self.sft_data(self.jsonl("data.jsonl", rows), test_split_size=0)
-        data.configure_loss(self.parse(*args)[1], report, tokenizer)
+        loss_settings(self.parse(*args)[1], report, tokenizer)
 
     def model_dir(self, name: str, files: dict) -> str:
         for file, text in files.items():
@@ -76,12 +84,12 @@ class Env:
     def load_model(self, name: str, trust_remote_code: bool = False):
         model_args = NS(model_name_or_path=name, model_revision="main", dtype="float32", use_peft=False,
                         attn_implementation=None)
-        return modeling.load_model(model_args, NS(trust_remote_code=trust_remote_code, output_dir=str(self.tmp)), None)
+        training_args = NS(trust_remote_code=trust_remote_code, output_dir=str(self.tmp))
+        return load_model(RecipeConfig(InstructkitArguments(), training_args, model_args), None)
 
     def load_tokenizer(self, name: str):
-        return modeling.load_tokenizer(NS(model_name_or_path=name, model_revision="main"),
-                                       NS(tokenizer_name_or_path=None, chat_template=None, dataset_format="auto"),
-                                       NS(trust_remote_code=False))
+        return load_tokenizer(RecipeConfig(NS(tokenizer_name_or_path=None, chat_template=None, dataset_format="auto"),
+                                           NS(trust_remote_code=False), NS(model_name_or_path=name, model_revision="main")))
 
     def prepare(self, out: str, overwrite: bool = False, resume: str | None = None, *args: str):
         parsed = self.parse("--output_dir", out, *args)
@@ -101,25 +109,25 @@ def nonfinite_loss(e: Env):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from instructkit.nonfinite import stop_on_nonfinite_loss
+    from instructkit.training.callbacks import StopOnNonFiniteLoss
 
     tok = make_tokenizer()
     chat_templates.set_chat_template(tok, "chatml")
-    rows = [data.convert_row(r, "alpaca") for r in GOOD]
+    rows = [convert_row(r, "alpaca") for r in GOOD]
     args = SFTConfig(output_dir=str(e.tmp / "run"), bf16=False, use_cpu=True, report_to="none", max_length=64,
                      learning_rate=1e30, max_steps=4, save_strategy="steps", save_steps=1, logging_steps=1,
                      per_device_train_batch_size=2, activation_checkpointing=False, disable_tqdm=True)
     trainer = SFTTrainer(model=tiny_model(tok), args=args, processing_class=tok, train_dataset=Dataset.from_list(rows))
-    trainer.add_callback(stop_on_nonfinite_loss())
+    trainer.add_callback(StopOnNonFiniteLoss())
     trainer.train()
 
 
 def prompts_fill_max_length(e: Env):
-    from instructkit import preflight
+    from instructkit.training import preflight
 
     tok = make_tokenizer()
     chat_templates.set_chat_template(tok, "chatml")
-    rows = [data.convert_row({"instruction": "Reverse cat. " * 20, "output": "tac"}, "alpaca")] * 2
+    rows = [convert_row({"instruction": "Reverse cat. " * 20, "output": "tac"}, "alpaca")] * 2
     preflight.check(*sft_trainer(tok, rows, "alpaca", max_length=16))
 
 
@@ -215,13 +223,13 @@ CASES = [
          "the tokenizer's template has no such markers and TRL knows no training variant of it"),
     # --- paths, models, tokenizers, chat templates ---------------------------------------------------------------
     Case("model-path-missing", "paths", "a model folder that does not exist (`./no/such/model`)",
-         lambda e: modeling.check_local_path("./no/such/model", "model_name_or_path"),
+         lambda e: check_local_path("./no/such/model", "model_name_or_path"),
          "model_name_or_path ./no/such/model does not exist (relative paths start at <tmp>)"),
     Case("tokenizer-path-missing", "paths", "a tokenizer folder that does not exist",
-         lambda e: modeling.check_local_path("./no/tokenizer", "tokenizer_name_or_path"),
+         lambda e: check_local_path("./no/tokenizer", "tokenizer_name_or_path"),
          "tokenizer_name_or_path ./no/tokenizer does not exist"),
     Case("model-path-is-a-file", "paths", "a file where a model folder belongs",
-         lambda e: modeling.check_local_path(e.write("model.safetensors", ""), "model_name_or_path"),
+         lambda e: check_local_path(e.write("model.safetensors", ""), "model_name_or_path"),
          "model_name_or_path <tmp>/model.safetensors is a file, not a model folder"),
     Case("hub-model-offline", "paths", "a hub model name while offline (`HF_HUB_OFFLINE=1`)",
          lambda e: e.load_tokenizer("someorg/some-model"), "could not load the tokenizer 'someorg/some-model'"),
@@ -254,9 +262,9 @@ CASES = [
          no_template_tokenizer, "has no chat template, and instruction data is trained through one"),
     # --- data ------------------------------------------------------------------------------------------------------
     Case("data-file-missing", "data", "a data file that does not exist",
-         lambda e: data.read_source(str(e.tmp / "nope.jsonl")), "data file <tmp>/nope.jsonl does not exist"),
+         lambda e: read_source(str(e.tmp / "nope.jsonl")), "data file <tmp>/nope.jsonl does not exist"),
     Case("hub-data-offline", "data", "a hub dataset name while offline (`HF_DATASETS_OFFLINE=1`)",
-         lambda e: data.read_source("someorg/some-data"),
+         lambda e: read_source("someorg/some-data"),
          "dataset 'someorg/some-data' is not a local file or folder, and loading it from the Hugging Face Hub failed"),
     Case("empty-data-file", "data", "an empty data file",
          lambda e: e.sft_data(e.write("data.jsonl", "\n")), "<tmp>/data.jsonl: holds no data rows"),
@@ -304,13 +312,13 @@ CASES = [
          lambda e: e.sft_data(e.jsonl("data.jsonl", [{"instruction": "x", "output": ""}] * 3), on_bad_rows="skip"),
          "no training rows left: every row of split 'train' was skipped as invalid (output is empty: 3)"),
     Case("mixture-unknown-key", "data", "a misspelled key in a `dataset_mixture` entry (`wieght`)",
-         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "wieght": 2}])),
+         lambda e: load_instructions(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "wieght": 2}])),
          "dataset_mixture entry 1 (x.jsonl): unknown key 'wieght' — did you mean 'weight'?"),
     Case("mixture-bad-weight", "data", "a negative mixture weight",
-         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "weight": -1}])),
+         lambda e: load_instructions(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "weight": -1}])),
          "weight -1 is not a positive number"),
     Case("mixture-text-with-conversations", "data", "plain text data mixed with conversations",
-         lambda e: data.load_sft_data(InstructkitArguments(dataset_mixture=[
+         lambda e: load_instructions(InstructkitArguments(dataset_mixture=[
              {"path": e.jsonl("a.jsonl", GOOD)}, {"path": e.jsonl("t.jsonl", [{"text": "plain"}] * 3)}])),
          "dataset_mixture: <tmp>/t.jsonl hold plain-string rows"),
     Case("prompts-fill-max-length", "data", "every prompt longer than `max_length` (no trained token left)",
@@ -340,13 +348,13 @@ CASES = [
          nonfinite_loss, "training stopped at step 2: the loss or its gradients are not finite (nan/inf)"),
     # --- benchmarks ------------------------------------------------------------------------------------------------
     Case("benchmark-data-dir-missing", "benchmarks", "a benchmark data folder that does not exist",
-         lambda e: __import__("instructkit.benchmarks").benchmarks.resolve_data_dir(str(e.tmp / "bench")),
+         lambda e: __import__("instructkit.evaluation.harness").evaluation.harness.resolve_data_dir(str(e.tmp / "bench")),
          "benchmark data dir <tmp>/bench does not exist or is not a folder"),
     Case("unknown-lm-eval-task", "benchmarks", "an unknown lm-eval task name (`mmlu_anatomyy`)", None,
          "is not an lm-eval task",
-         covered_by="tests/test_benchmarks.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
+         covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
     Case("benchmark-hub-offline", "benchmarks", "benchmark data only the hub has, while offline", None,
-         "not available offline", covered_by="tests/test_benchmarks.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
+         "not available offline", covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
 ]
 AREAS = {"config": "Config file and command line", "conflicts": "Conflicting options",
          "paths": "Paths, models, tokenizers and chat templates", "safety": "Safe by default", "data": "Data",
@@ -475,11 +483,11 @@ def test_nonfinite_loss_stops_a_launched_run_and_keeps_the_last_good_checkpoint(
 
 @pytest.mark.slow
 def test_debug_switch_shows_the_traceback(tmp_path, embedded):
-    """The plain form (one line, exit 2, no traceback) is launched above, in test_recipes.py and test_resume.py."""
+    """The plain form (one line, exit 2, no traceback) is launched above, in test_recipes.py and test_training_resume.py."""
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     debug = launch("sft_full", "--dataset_name", str(empty), "--output_dir", str(tmp_path / "o"), quiet=True,
                    env={"INSTRUCTKIT_DEBUG": "1"})
     assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
     assert f"instructkit.errors.InstructkitError: {empty}: holds no data rows" in debug.stderr
-    assert 'File "' + str(ROOT / "src" / "instructkit" / "data.py") in debug.stderr  # where it was raised
+    assert 'File "' + str(ROOT / "src" / "instructkit" / "data" / "sources.py") in debug.stderr  # where it was raised

@@ -5,7 +5,13 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import make_tokenizer, sft_trainer, tiny_model
-from instructkit import chat_templates, data, modeling
+from instructkit import chat_templates
+from instructkit.config.arguments import InstructkitArguments
+from instructkit.config.resolved import RecipeConfig, resolve_model
+from instructkit.data.formats import convert_row
+from instructkit.modeling.adapters import lora_config
+from instructkit.modeling.loading import load_model
+from instructkit.modeling.quantization import qlora_config
 
 
 @pytest.mark.parametrize("tied", [False, True])
@@ -18,13 +24,15 @@ def test_tokens_added_by_a_template_are_resized_and_trained_under_lora(tmp_path,
     new = chat_templates.set_chat_template(tok, "gemma")
     assert tok.convert_ids_to_tokens(new) == ["<start_of_turn>", "<end_of_turn>"]
 
-    model_args = ModelConfig(model_name_or_path=str(tmp_path), dtype="float32", lora_r=4, lora_alpha=8)
-    model = modeling.load_model(model_args, SimpleNamespace(trust_remote_code=False), tok)
+    model_args = ModelConfig(model_name_or_path=str(tmp_path), dtype="float32", lora_r=4, lora_alpha=8, use_peft=True)
+    config = resolve_model(RecipeConfig(InstructkitArguments(), SimpleNamespace(trust_remote_code=False), model_args))
+    model_args = config.model  # as sft_lora resolves it: LoRA on all linear layers
+    model = load_model(config, tok)
     assert model.get_input_embeddings().num_embeddings == len(tok)
     assert model.generation_config.eos_token_id == [tok.convert_tokens_to_ids("<end_of_turn>"), tok.eos_token_id]
-    peft_config = modeling.lora_config(model_args, model, new)
+    peft_config = lora_config(model_args, model, new)
 
-    rows = [data.convert_row({"instruction": "Reverse cat.", "output": "tac"}, "alpaca")]
+    rows = [convert_row({"instruction": "Reverse cat.", "output": "tac"}, "alpaca")]
     trainer, _ = sft_trainer(tok, rows, "alpaca", model=model, peft_config=peft_config)
     batch = trainer.data_collator([trainer.train_dataset[0]])
     trainer.compute_loss(trainer.model, batch).backward()
@@ -48,32 +56,31 @@ def test_cpu_4bit_shape_check_names_layers_bitsandbytes_cannot_run():
     deep inside bitsandbytes at the first forward)."""
     import torch
 
-    from instructkit import modeling
     from instructkit.errors import InstructkitError
+    from instructkit.modeling.quantization import check_cpu_4bit_shapes
 
     Linear4bit = type("Linear4bit", (torch.nn.Linear,), {})
     good = torch.nn.Sequential(Linear4bit(192, 512), Linear4bit(512, 192))
-    modeling.check_cpu_4bit_shapes(good, "good")
+    check_cpu_4bit_shapes(good, "good")
     for bad in (torch.nn.Sequential(Linear4bit(160, 448)), torch.nn.Sequential(Linear4bit(192, 200))):
         with pytest.raises(InstructkitError, match="input sizes that are multiples of 64"):
-            modeling.check_cpu_4bit_shapes(bad, "bad")
+            check_cpu_4bit_shapes(bad, "bad")
 
 
 def test_4bit_layers_still_pass_gradients_after_generating(embedded):
     """bitsandbytes repacks 4-bit weights for CPU inference on eval-mode generation (AVX512-BF16 CPUs), after
     which training forwards pass no gradient to the layer inputs; load_model keeps the training path."""
     import bitsandbytes as bnb
-    import torch
     from transformers import AutoTokenizer
     from trl import ModelConfig
 
-    from instructkit import evaluation
+    from instructkit.evaluation.exact_match import exact_match
 
     tok = AutoTokenizer.from_pretrained(embedded.model_dir)
     model_args = ModelConfig(model_name_or_path=str(embedded.model_dir), dtype="float32", load_in_4bit=True,
                              bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True)
-    model = modeling.load_model(model_args, SimpleNamespace(trust_remote_code=False), tok,
-                                quantization_config=modeling.qlora_config(model_args))
+    model = load_model(RecipeConfig(InstructkitArguments(), SimpleNamespace(trust_remote_code=False), model_args), tok,
+                       quantization_config=qlora_config(model_args))
     ids = tok(["cat backwards is tac. 3 plus 4 is 7."], return_tensors="pt")["input_ids"]
 
     def input_gradient_norm():
@@ -83,7 +90,7 @@ def test_4bit_layers_still_pass_gradients_after_generating(embedded):
         return inputs.grad.norm().item()
 
     before = input_gradient_norm()
-    evaluation.exact_match(model, tok, [{"prompt": [{"role": "user", "content": "Reverse cat."}], "target": "tac"}], 4)
+    exact_match(model, tok, [{"prompt": [{"role": "user", "content": "Reverse cat."}], "target": "tac"}], 4)
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
     assert before > 0 and input_gradient_norm() == pytest.approx(before, rel=1e-4)

@@ -44,7 +44,6 @@ def test_recipe_trains_saves_and_reloads(recipe, tmp_path, embedded):
         assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
     else:
         from peft import AutoPeftModelForCausalLM
-
         from safetensors.torch import load_file
 
         adapter = load_file(out / "adapter_model.safetensors")

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def server(embedded):
-    from instructkit.modeling import load_for_inference
+    from instructkit.modeling.loading import load_for_inference
     from instructkit.serving import make_server
 
     model, tok = load_for_inference(str(embedded.model_dir))
@@ -35,7 +35,7 @@ def post(srv, path, body):
 
 
 def greedy(srv, messages, max_new_tokens):
-    from instructkit.evaluation import generate
+    from instructkit.evaluation.generation import generate
 
     return generate(srv.model, srv.tokenizer, [messages], max_new_tokens)[0]
 

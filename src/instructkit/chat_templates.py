@@ -4,7 +4,7 @@ Every bundled template (`templates/<name>.jinja`) wraps each assistant turn's co
 in `{% generation %}` markers, so TRL's assistant-only loss trains exactly what the model has to produce, including
 the token that makes it stop. Control tokens a template needs (`<|im_start|>`, `<start_of_turn>`, ...) are added to
 the tokenizer when it lacks them; the caller resizes the embeddings and makes those rows trainable (see
-`modeling.load_model` / `modeling.lora_config`).
+`modeling.loading.load_model` / `modeling.adapters.lora_config`).
 
 BOS: TRL tokenizes conversations with `apply_chat_template(tokenize=True)` (trl/data_utils.py `_tokenize`, called from
 `SFTTrainer._prepare_dataset`), and transformers 5.23 encodes the rendered text with `add_special_tokens=False`
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instructkit.errors import InstructkitError
+from instructkit.errors import InstructkitError, close_match
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -61,8 +61,6 @@ def chat_template_text(name_or_path: str) -> str:
         return path.read_text()
     bundled = TEMPLATES_DIR / f"{name}.jinja"
     if not bundled.is_file():
-        from instructkit.config import close_match
-
         near = close_match(name_or_path, bundled_names())
         raise InstructkitError(f"unknown chat template {name_or_path!r}" + (f" — did you mean {near!r}?" if near else "."),
                                fix=f"use one of: {', '.join(bundled_names())}, or a .jinja path.")
@@ -152,7 +150,10 @@ def training_template(tokenizer) -> str | None:
     The tokenizer's own if it has `{% generation %}` markers, else TRL's training variant of a template it knows
     (exact match), as `SFTTrainer.__init__` decides.
     """
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+    from trl.chat_template_utils import (
+        get_training_chat_template,
+        has_generation_markers,
+    )
 
     template = tokenizer.chat_template
     if not template:

@@ -8,6 +8,7 @@ Every entry point (recipes, CLI) runs inside `user_errors()`: an `InstructkitErr
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import sys
 
@@ -19,6 +20,13 @@ class InstructkitError(Exception):
         self.message = message
         self.fix = fix
         super().__init__(message + (f" Fix: {fix}" if fix else ""))
+
+
+def close_match(name: str, candidates) -> str | None:
+    """The candidate closest to `name` (case-insensitive), for a "did you mean"; None if nothing is close."""
+    by_lower = {str(c).lower(): c for c in candidates}
+    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
+    return by_lower[matches[0]] if matches else None
 
 
 def debug_enabled() -> bool:

@@ -9,7 +9,7 @@ no authentication, no batching across requests (one generation at a time), no st
                                     "message": {"role": "assistant", "content"}, "finish_reason"}], "usage"}
     GET  /v1/models, /health
 
-Binds 127.0.0.1 unless told otherwise. Answers come from `evaluation.generate` (chat template, end-of-turn stop).
+Binds 127.0.0.1 unless told otherwise. Answers come from `evaluation.generation.generate` (chat template, end-of-turn stop).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from instructkit.data.formats import RowProblem, inference_prompt
 from instructkit.errors import InstructkitError
+from instructkit.evaluation.generation import generate, sampling
 
 LOCALHOST = "127.0.0.1"
 
@@ -52,17 +54,13 @@ class Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
 
     def answer(self, body: dict, prompt_keys: dict, max_tokens_keys: tuple[str, ...]) -> dict:
-        from instructkit import data
-        from instructkit.evaluation import generate
-        from instructkit.inference import sampling
-
         if body.get("stream"):
             raise BadRequest("streaming is not supported by this smoke-test server; send \"stream\": false")
         if body.get("n", 1) != 1:
             raise BadRequest("only n=1 is supported")
         try:
-            prompt = data.inference_prompt(prompt_keys, chat=bool(self.tokenizer.chat_template))
-        except data.RowProblem as err:
+            prompt = inference_prompt(prompt_keys, chat=bool(self.tokenizer.chat_template))
+        except RowProblem as err:
             raise BadRequest(f"'{err.field_name}' {err.problem}: {err.fix}") from None
         key = next((k for k in max_tokens_keys if body.get(k) is not None), max_tokens_keys[0])
         max_new = _number(body, key, self.max_new_tokens, int, 1, self.max_new_tokens)

@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import EmbeddedSpec, build, cache_root
-
-EMBEDDED = "embedded"
+from instructkit.embedded import world as W
+from instructkit.embedded.build import EmbeddedSpec, build, cache_root
+from instructkit.errors import InstructkitError
 
 # Presets: "default" is what recipes use; "test" is a seconds-long build for the test suite (same code path,
 # far less pretraining), selected with INSTRUCTKIT_EMBEDDED=test.
@@ -55,8 +55,6 @@ class EmbeddedAssets:
 def current_spec() -> EmbeddedSpec:
     name = os.environ.get("INSTRUCTKIT_EMBEDDED", "default")
     if name not in PRESETS:
-        from instructkit.errors import InstructkitError
-
         raise InstructkitError(f"INSTRUCTKIT_EMBEDDED={name!r} is not a preset of the embedded default.",
                                fix=f"use one of: {', '.join(PRESETS)}.")
     return PRESETS[name]
@@ -82,8 +80,6 @@ def ensure_embedded(spec: EmbeddedSpec | None = None) -> EmbeddedAssets:
     env["CUDA_VISIBLE_DEVICES"] = ""
     done = subprocess.run([sys.executable, "-m", "instructkit.embedded"], env=env)
     if done.returncode != 0 or not (assets.root / "BUILD.json").exists():
-        from instructkit.errors import InstructkitError
-
         raise InstructkitError(f"building the embedded default into {assets.root} failed (exit {done.returncode}).",
                                fix="see the output above; INSTRUCTKIT_CACHE chooses another cache folder.")
     return assets
@@ -118,8 +114,6 @@ def ensure_preference_data(spec: EmbeddedSpec | None = None) -> Path:
     held-out arguments.
     """
     from filelock import FileLock
-
-    from . import world as W
 
     spec = spec or current_spec()
     out = ensure_embedded(spec).preference_dir

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from instructkit.chat_templates import chat_template_text
+
 from . import world as W
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>", "<|bos|>"]
@@ -79,8 +81,6 @@ def build_tokenizer(spec: EmbeddedSpec):
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from instructkit.modeling import chat_template_text
 
     # longest first so alternatives don't shadow each other; ties by name (set order varies per process)
     lexicon = W._frame_words() | set(W.World(spec.seed).zorbish) | {"user", "assistant", "system"}

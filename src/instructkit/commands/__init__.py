@@ -1,0 +1,1 @@
+"""The `instructkit` command line: one module per subcommand (`register` adds its parser, `run` runs it)."""

@@ -1,0 +1,108 @@
+"""`instructkit cp RECIPE DEST`: a copy of a recipe the user then owns (as torchtune's `tune cp`).
+
+A copy is the recipe script, its default config at `configs/<recipe>.yaml` next to it (where the script's
+DEFAULT_CONFIG looks) and the launch configs it needs under `accelerate_configs/`, so `accelerate launch
+DEST/<recipe>.py` runs from DEST with no checkout around: the script imports only the installed `instructkit`, and
+its loop (parse, data, model, trainer, train, save) is in the copy, to change. The commands in the copied comments
+are rewritten to the copy's layout.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from instructkit import catalog
+from instructkit.errors import InstructkitError
+
+ALWAYS_COPIED = ("single_gpu.yaml",)  # one process, GPU or CPU: runs anywhere
+_LAUNCH_REF = re.compile(r"accelerate_configs/([\w.-]+\.(?:yaml|sh))")
+# Config keys naming inputs that must exist where the recipe is launched
+_INPUT_KEYS = ("model_name_or_path", "tokenizer_name_or_path", "dataset_name", "chat_template", "benchmark_data_dir")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("cp", help="copy a recipe, its default config and launch configs into a folder to own")
+    parser.add_argument("recipe", help="recipe name (instructkit list shows them), e.g. sft_qlora")
+    parser.add_argument("dest", help="folder to copy into (created if needed)")
+    parser.add_argument("--launch_configs", nargs="+", default=[], metavar="NAME",
+                        help="more launch configs to copy besides single_gpu (e.g. ddp fsdp_qlora), or 'all'")
+    parser.add_argument("--force", action="store_true", help="overwrite files that already exist in the folder")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> None:
+    dest = Path(args.dest).expanduser()
+    for path in copy_recipe(args.recipe, dest, args.launch_configs, args.force):
+        print(f"copied {path}")
+    config = dest / "configs" / f"{args.recipe}.yaml"
+    for item in missing_inputs(config, dest) if config.is_file() else []:
+        print(f"note: {config} reads {item}, which does not exist in {dest} yet (relative paths are read from where "
+              "you launch; run the recipe that writes it there first, or edit the config)")
+    print(f"\nrun it:  cd {args.dest} && accelerate launch {args.recipe}.py"
+          + (f"    # settings: configs/{args.recipe}.yaml, or --key value" if config.is_file() else ""))
+
+
+def for_copy(text: str) -> str:
+    """Commands in comments/docstrings, rewritten from the checkout's layout to the copy's."""
+    return text.replace("recipes/configs/", "configs/").replace("accelerate launch recipes/", "accelerate launch ")
+
+
+def files_to_copy(recipe: str, launch_configs=()) -> dict[Path, str]:
+    """{source file: path relative to DEST} for `recipe`, its default config and its launch configs."""
+    script = catalog.recipe_file(recipe)
+    files = {script: script.name}
+    config = catalog.recipes_dir() / "configs" / f"{recipe}.yaml"
+    if config.is_file():
+        files[config] = f"configs/{config.name}"
+    named = {m for src in list(files) for m in _LAUNCH_REF.findall(src.read_text())}
+    available = catalog.launch_configs()
+    wanted = list(ALWAYS_COPIED) + sorted(named)
+    for name in launch_configs:
+        wanted += sorted(available) if name == "all" else [name if Path(name).suffix else f"{name}.yaml"]
+    for name in dict.fromkeys(wanted):
+        if name not in available:
+            raise InstructkitError(f"there is no launch config {name!r} in {catalog.launch_configs_dir()}.",
+                                   fix=f"use one of: {', '.join(sorted(available))}, or all.")
+        files[available[name]] = f"accelerate_configs/{name}"
+    return files
+
+
+def copy_recipe(recipe: str, dest: str | Path, launch_configs=(), force: bool = False) -> list[Path]:
+    """Copy `recipe` into `dest` (created if needed); never overwrites a file unless `force`. Returns the copies."""
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise InstructkitError(f"{dest} is a file, not a folder.", fix="pass a folder to copy the recipe into.")
+    files = files_to_copy(recipe, launch_configs)
+    existing = [dest / rel for rel in files.values() if (dest / rel).exists()]
+    if existing and not force:
+        raise InstructkitError(f"{', '.join(map(str, existing))} already exist{'s' if len(existing) == 1 else ''}: "
+                               "a copy is yours, so it is not overwritten.",
+                               fix="copy into another folder, or pass --force to overwrite.")
+    copies = []
+    for src, rel in files.items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.suffix in (".py", ".yaml", ".sh"):
+            target.write_text(for_copy(src.read_text()))
+            shutil.copymode(src, target)
+        else:
+            shutil.copy2(src, target)
+        copies.append(target)
+    return copies
+
+
+def missing_inputs(config_file: Path, dest: Path) -> list[str]:
+    """`key: value` of inputs a copied config names by path that do not exist under `dest` (e.g. dpo's start,
+    outputs/sft_full): relative paths resolve against the folder the recipe is launched from."""
+    import yaml
+
+    config = yaml.safe_load(config_file.read_text()) or {}
+    found = []
+    for key in _INPUT_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and ("/" in value or Path(value).suffix) \
+                and not (dest / Path(value).expanduser()).exists():
+            found.append(f"{key}: {value}")
+    return found

@@ -1,0 +1,123 @@
+"""The resolved config of a run: its three argument objects in their final form, read and never changed.
+
+A recipe parses its config once (`parsing.parse_args`), then resolves what depends on the machine, the data and the
+tokenizer into a new `RecipeConfig` (`RecipeConfig.replace`); what it hands TRL, and what `config.yaml` records, is
+that final form. `as_dict` flattens it like the YAML a user writes, every value included, credentials redacted.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from instructkit.config.machine import compute_dtype
+from instructkit.distributed import sharding
+
+REDACTED = "<redacted>"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeConfig:
+    """instructkit's arguments (`script`), TRL's trainer config (`training`: SFTConfig or DPOConfig) and model
+    config (`model`: ModelConfig), plus the recipe that runs them."""
+
+    script: Any
+    training: Any
+    model: Any
+    recipe: str = "recipe"
+
+    def replace(self, script: dict | None = None, training: dict | None = None, model: dict | None = None):
+        """A new RecipeConfig with these fields changed in copies of the argument objects (this one is untouched).
+
+        Copies take the values as they are: `__post_init__` validation ran when the config was parsed.
+        """
+        parts = {}
+        for name, changes in (("script", script), ("training", training), ("model", model)):
+            part = getattr(self, name)
+            if changes:
+                part = copy.copy(part)
+                for key, value in changes.items():
+                    setattr(part, key, value)
+            parts[name] = part
+        return dataclasses.replace(self, **parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return resolved_config(self.script, self.training, self.model)
+
+    def write(self, path) -> Path:
+        """Write `as_dict()` as YAML to `path`, atomically (a kill never leaves half a file)."""
+        return write_yaml(path, self.as_dict())
+
+
+def resolve_model(config: RecipeConfig) -> RecipeConfig:
+    """The model keys in their final form, from the machine and the launch:
+    * `dtype`: 'auto' becomes bfloat16 where the GPU supports it, else float32 (also the 4-bit compute dtype);
+    * under ZeRO-3 / FSDP, 4-bit weights are stored in that dtype (`bnb_4bit_quant_storage`), so the sharding sees
+      one dtype across the model (uint8 storage fails there);
+    * `lora_target_modules`: unset or [all-linear] means every linear layer ('all-linear'); TRL turns a one-item list
+      into a string, which PEFT would read as a full-name regex, so it is a list again.
+    """
+
+    model = config.model
+    changes = {"dtype": compute_dtype(model.dtype)}
+    if model.load_in_4bit and sharding() is not None and not model.bnb_4bit_quant_storage:
+        changes["bnb_4bit_quant_storage"] = changes["dtype"]
+    targets = model.lora_target_modules
+    if model.use_peft and targets in (None, [], ["all-linear"]):
+        changes["lora_target_modules"] = "all-linear"
+    elif model.use_peft and isinstance(targets, str) and targets != "all-linear":
+        changes["lora_target_modules"] = [targets]
+    return config.replace(model=changes)
+
+
+def write_yaml(path, data: dict) -> Path:
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def resolved_config(*instances) -> dict[str, Any]:
+    """All fields of the parsed dataclasses as one flat, YAML-safe dict (like the config file), secrets redacted.
+
+    Saved next to a run's outputs so it can be reproduced; hence every value, not just the ones the user set.
+    """
+    resolved = {}
+    for instance in instances:
+        for field in dataclasses.fields(instance):
+            if not field.name.startswith("_"):
+                resolved[field.name] = _plain(field.name, getattr(instance, field.name))
+    return resolved
+
+
+def is_secret_key(name) -> bool:
+    """Names whose values are credentials (hub_token, token, api_key, ...); eos_token/pad_token are not."""
+    name = str(name).lower()
+    return name in {"token", "hub_token", "hf_token", "api_key", "password", "secret"} or name.endswith(
+        ("_api_key", "_secret", "_password", "_access_token", "_auth_token"))
+
+
+def _plain(name: str, value):
+    """`value` as str/int/float/bool/None/list/dict; a credential (see `is_secret_key`) is redacted."""
+    if is_secret_key(name) and isinstance(value, str):
+        return REDACTED
+    if isinstance(value, enum.Enum):  # before str: transformers' enums subclass str, which yaml.safe_dump rejects
+        return _plain(name, value.value)
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if not f.name.startswith("_")}
+    if isinstance(value, dict):
+        return {str(k): _plain(k, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(name, v) for v in value]
+    return str(value)

@@ -1,0 +1,37 @@
+"""Held-out rows: a seeded split of the training rows, and the rows exact match is measured on."""
+
+from __future__ import annotations
+
+import random
+
+
+def split_by_size(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded held-out split: `size` < 1 is a fraction of the rows, >= 1 a row count."""
+    if len(rows) < 2:
+        return rows, []
+    n_test = int(round(len(rows) * size)) if size < 1 else int(size)
+    n_test = max(1, min(n_test, len(rows) - 1))
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    test = set(order[:n_test])
+    return [r for i, r in enumerate(rows) if i not in test], [rows[i] for i in sorted(test)]
+
+
+def exact_match_rows(dataset, limit: int, seed: int = 0) -> list[dict]:
+    """Held-out rows as {prompt, target, task} for `evaluation.exact_match` (text rows have no target).
+
+    More rows than `limit`: a seeded sample (the same rows before and after training), not the first ones, which
+    in a user's file are often sorted by source or task.
+    """
+    rows = []
+    picked = range(len(dataset)) if len(dataset) <= limit else sorted(random.Random(seed).sample(range(len(dataset)), limit))
+    for row in dataset.select(picked):
+        if "completion" in row or "chosen" in row:  # a preference row: the chosen answer is the target
+            completion = row["completion"] if "completion" in row else row["chosen"]
+            target = completion[-1]["content"] if isinstance(completion, list) else completion
+            rows.append({"prompt": row["prompt"], "target": target, "task": row.get("task") or "all"})
+        elif "messages" in row:
+            msgs = row["messages"]
+            last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+            rows.append({"prompt": msgs[:last], "target": msgs[last]["content"], "task": row.get("task") or "all"})
+    return rows

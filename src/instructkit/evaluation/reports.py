@@ -1,0 +1,104 @@
+"""Benchmark results as saved and shown: the protocol next to lm-eval's numbers, its tables, deltas between models.
+
+A score means little without how it was produced (shots, chat template on/off, limit, versions, which model and
+adapter), and comparing two runs made differently is the classic benchmark mistake; so the protocol is recorded with
+every result, together with the `lm-eval run` command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+from pathlib import Path
+
+from instructkit.evaluation.protocol import Protocol
+
+
+def cli_command(names, model_args, protocol: Protocol, task_dir: Path | None, device: str) -> str:
+    """The `lm-eval run` command that does the same work (for a model folder)."""
+    args = ",".join(f"{k}={v}" for k, v in (model_args or {"pretrained": "<saved model dir>"}).items())
+    cmd = ["lm-eval", "run", "--model", "hf", "--model_args", args, "--device", device,
+           "--batch_size", str(protocol.batch_size), "--tasks", ",".join(names)]
+    cmd += ["--include_path", str(task_dir)] if task_dir else []
+    cmd += ["--num_fewshot", str(protocol.num_fewshot)] if protocol.num_fewshot is not None else []
+    cmd += ["--limit", str(protocol.limit)] if protocol.limit is not None else []
+    if protocol.apply_chat_template:
+        cmd += ["--apply_chat_template", "--fewshot_as_multiturn", str(protocol.fewshot_as_multiturn).lower()]
+    return shlex.join(cmd)
+
+
+def results_record(res: dict, protocol: Protocol, names, model_args, model, out_dir: Path, device: str,
+                   seconds: float) -> dict:
+    import peft
+    import torch
+    import transformers
+
+    task_dir = out_dir / "lm_eval_tasks" if protocol.data_dir is not None else None
+    model_id = (model_args or {}).get("pretrained") or getattr(model, "name_or_path", None) or "in-memory model"
+    return {
+        "protocol": {**asdict(protocol), "device": device, "lm_eval_tasks": names,
+                     "n_shot": res.get("n-shot"), "n_samples": res.get("n-samples"),
+                     "model": model_id, "adapter": (model_args or {}).get("peft")
+                     or (list(getattr(model, "peft_config", {}) or []) and "in-memory PEFT adapter") or None,
+                     "task_versions": res.get("versions"), "chat_template_sha": res.get("chat_template_sha"),
+                     "versions": {"lm_eval": _version("lm_eval"), "transformers": transformers.__version__,
+                                  "peft": peft.__version__, "torch": torch.__version__},
+                     "cli": cli_command(names, model_args, protocol, task_dir, device)},
+        # lm-eval's own keys, as in its results JSON (its make_table reads them)
+        **{k: res.get(k, {}) for k in ("results", "groups", "group_subtasks", "versions", "n-shot", "n-samples",
+                                       "higher_is_better")},
+        "seconds": round(seconds, 1),
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def scores(report: dict) -> dict[tuple[str, str], float]:
+    """{(task, metric): value} for every task and group; stderr left out."""
+    out = {}
+    for task, metrics in report["results"].items():
+        for key, value in metrics.items():
+            metric, _, filt = key.partition(",")
+            if filt and "stderr" not in metric and isinstance(value, (int, float)):
+                out[(task, metric if filt == "none" else f"{metric} ({filt})")] = float(value)
+    return out
+
+
+def markdown_table(report: dict) -> str:
+    """lm-eval's own results table (the one the CLI prints), preceded by the protocol line."""
+    from lm_eval.utils import make_table
+
+    p = report["protocol"]
+    shots = ", ".join(f"{t} {(p['n_shot'] or {}).get(name)}" for t, name in zip(p["tasks"], p["lm_eval_tasks"]))
+    head = (f"model {p['model']}" + (f", adapter {p['adapter']}" if p["adapter"] else "")
+            + f"; shots: {shots}; chat template {'on' if p['apply_chat_template'] else 'off'}"
+            + (f" (fewshot as multiturn {p['fewshot_as_multiturn']})" if p["apply_chat_template"] else "")
+            + f"; limit {p['limit']}; data {p['data_dir'] or 'lm-eval default'}")
+    tables = [make_table(report)] + ([make_table(report, "groups")] if report.get("groups") else [])
+    return head + "\n\n" + "\n".join(tables)
+
+
+def compare_table(reports: list[tuple[str, dict]]) -> str:
+    """One markdown table: every task/metric per model, and delta = each model - the first (the base)."""
+    labels = [label for label, _ in reports]
+    all_scores = [scores(r) for _, r in reports]
+    keys = sorted(set().union(*all_scores))
+    head = ["task", "metric", *labels, *(f"Δ {label}" for label in labels[1:])]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task, metric in keys:
+        vals = [s.get((task, metric)) for s in all_scores]
+        cells = ["" if v is None else f"{v:.4f}" for v in vals]
+        deltas = ["" if v is None or vals[0] is None else f"{v - vals[0]:+.4f}" for v in vals[1:]]
+        lines.append("| " + " | ".join([task, metric, *cells, *deltas]) + " |")
+    return "\n".join(lines)
+
+
+def save_results(report: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / "benchmarks.md").write_text(markdown_table(report) + "\n")

@@ -1,0 +1,77 @@
+"""Preference runs (TRL's DPOTrainer): prompt / chosen / rejected pairs, started from an SFT output.
+
+The reference model is the starting policy, held explicitly and never reloaded from a path. The held-out pairs are
+always the trainer's eval data: reward accuracy on them is measured after training. DPO's loss covers the answers
+by construction, so no loss settings are resolved for the data.
+"""
+
+from __future__ import annotations
+
+from instructkit.config.resolved import RecipeConfig
+from instructkit.data.loading import TrainingData, load_preferences
+from instructkit.log import log
+from instructkit.training import preflight
+from instructkit.training.run import Run, parse_config
+
+
+def parse_dpo_config(argv=None, default_config=None, fixed: dict | None = None,
+                     check_output: bool = True) -> RecipeConfig:
+    """A DPO recipe's config (DPOConfig + ModelConfig + instructkit's keys); see `run.parse_config`."""
+    from trl import DPOConfig
+
+    return parse_config(DPOConfig, argv, default_config, fixed, check_output)
+
+
+def load_preference_data(config: RecipeConfig) -> TrainingData:
+    """Validated preference pairs (prompt / chosen / rejected), with held-out split(s)."""
+    data = load_preferences(config.script, config.training.seed)
+    for line in data.report.lines():
+        log(line)
+    return data
+
+
+def reference_model(model, peft_config, training_args):
+    """DPO's reference, always the starting policy and never reloaded from a path (TRL would re-read
+    `config._name_or_path`, which is wrong for a merged or in-memory model): under LoRA none is needed (the adapter
+    disabled is the start); with precomputed reference log-probs neither; otherwise a frozen in-memory copy.
+    """
+    import copy
+
+    if peft_config is not None or training_args.precompute_ref_log_probs:
+        return None
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+class DPORun(Run):
+    """A preference run: its checks read prepared pairs, and held-out reward accuracy is measured after training."""
+
+    @property
+    def eval_dataset(self):
+        return self.data.test
+
+    def check(self, trainer) -> dict:
+        return preflight.check_preference(trainer, self.data.report)
+
+    def report_dropped(self, trainer) -> None:
+        """Also count pairs longer than max_length (prompt + the longer answer): their answers are cut."""
+        super().report_dropped(trainer)
+        max_length, prepared = trainer.args.max_length, trainer.train_dataset
+        if max_length and "chosen_ids" in prepared.column_names:
+            lengths = (len(p) + max(len(c), len(r)) for p, c, r in
+                       zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"]))
+            self.data.report.truncated = sum(1 for n in lengths if n > max_length)
+            if self.data.report.truncated:
+                log(f"data: {self.data.report.truncated} preference pairs are longer than max_length={max_length}; "
+                    "their answers are cut")
+
+    def after_training(self, trainer) -> None:
+        super().after_training(trainer)
+        if trainer.eval_dataset is None:
+            return
+        held_out = trainer.evaluate()  # every process takes part
+        self.metrics["eval"] = held_out
+        log("held-out preference pairs: " + ", ".join(
+            f"{k.removeprefix('eval_')} {v:.3f}" for k, v in held_out.items()
+            if k in ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")))

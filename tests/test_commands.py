@@ -1,0 +1,65 @@
+"""The `instructkit` console script."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("instructkit"))
+
+
+def test_list_shows_every_recipe_with_its_command():
+    out = subprocess.run([CLI, "list"], capture_output=True, text=True, check=True).stdout
+    for recipe in ("sft_full", "sft_lora", "sft_qlora"):
+        assert f"accelerate launch recipes/{recipe}.py --config recipes/configs/{recipe}.yaml" in out
+    assert "accelerate_configs/single_gpu.yaml" in out
+
+
+def test_embedded_reports_the_cached_build(embedded):
+    out = subprocess.run([CLI, "embedded", "--json"], capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    assert info["model_dir"] == str(embedded.model_dir)
+    assert info["weights_sha256"] == embedded.info["weights_sha256"]
+
+
+def test_inspect_marks_trained_tokens_and_prints_statistics(embedded, capsys):
+    """In-process (as `instructkit inspect --config ... -n 2`): rows with markers, per-split statistics, preflight."""
+    from instructkit.commands.main import main
+
+    config = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "sft_full.yaml"
+    main(["inspect", "--config", str(config), "-n", "2", "--max_length", "96"])
+    out = capsys.readouterr().out
+    assert "== 2 training rows (trained tokens between ⟦ and ⟧)" in out
+    rows = out.split("-- tokenized row ")[1:3]
+    assert len(rows) == 2 and all("<|im_start|>assistant\n⟦" in r and "<|im_end|>⟧" in r for r in rows)
+    assert "format: alpaca, max_length: 96, loss on: the completion's assistant content and end-of-turn token" in out
+    for split in ("train", "test", "test_phrasings"):
+        assert re.search(rf"\n{split}: (\d+) rows -> \1 tokenized, [\d,]+ tokens, [\d,]+ trained \(\d+\.\d%\)\n"
+                         r"  length p50/p90/p99/max: \d+/\d+/\d+/\d+ \(max_length 96\)\n  truncated: \d+", out), out
+    assert "preflight ok: " in out and "end of turn '<|im_end|>' trained" in out
+
+
+def test_inspect_rejects_a_bad_override_like_a_recipe(capsys):
+    from instructkit.commands.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "--max_lenght", "64"])
+    assert exit_info.value.code == 2
+    assert "did you mean '--max_length'?" in capsys.readouterr().err
+
+
+def test_every_instructkit_command_in_the_readme_parses():
+    """The README's `instructkit ...` lines use real subcommands and options (docs tested where they hold commands)."""
+    import shlex
+
+    from instructkit.commands.main import build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = [shlex.split(line, comments=True) for line in readme.splitlines() if line.startswith("instructkit ")]
+    assert {c[1] for c in commands} >= {"list", "cp", "merge", "chat", "generate", "serve", "eval", "decontaminate"}
+    for command in commands:
+        args, extra = build_parser().parse_known_args(command[1:])
+        assert not extra or args.command in ("inspect", "eval"), command

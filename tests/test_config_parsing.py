@@ -1,0 +1,255 @@
+"""config.parsing.parse_args: YAML + CLI precedence, and every config mistake reported by key, source and fix."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from instructkit.config.arguments import InstructkitArguments
+from instructkit.config.machine import machine_defaults
+from instructkit.config.parsing import parse_args as parse_recipe_args
+from instructkit.config.resolved import RecipeConfig, resolved_config
+from instructkit.errors import InstructkitError, close_match
+
+trl = pytest.importorskip("trl")
+TYPES = (InstructkitArguments, trl.SFTConfig, trl.ModelConfig)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)  # the trainer's default output_dir lands in tmp_path
+
+
+def write(tmp_path, text, name="cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def parse(*args, default_config=None):
+    return parse_recipe_args(TYPES, list(args), default_config=default_config)
+
+
+def error(*args, default_config=None) -> str:
+    with pytest.raises(InstructkitError) as info:
+        parse(*args, default_config=default_config)
+    return str(info.value)
+
+
+def test_yaml_values_are_defaults_and_cli_overrides_them(tmp_path):
+    cfg = write(
+        tmp_path,
+        "learning_rate: 1e-4\nlora_r: 8\nmax_length: 128\ndataset_format: alpaca\n"
+        "lora_target_modules: [q_proj, v_proj]\nmodel_init_kwargs: {attn_implementation: eager}\n",
+    )
+    ours, sft, model = parse("--config", cfg, "--learning_rate", "3e-4", "--lora_r=4", "--packing")
+    assert sft.learning_rate == pytest.approx(3e-4)  # CLI beats YAML
+    assert model.lora_r == 4
+    assert sft.packing is True
+    assert sft.max_length == 128  # from YAML
+    assert ours.dataset_format == "alpaca"
+    assert model.lora_target_modules == ["q_proj", "v_proj"]
+    assert sft.model_init_kwargs == {"attn_implementation": "eager"}
+    assert ours.on_bad_rows == "error"  # untouched default
+
+
+def test_default_config_is_used_without_config_flag(tmp_path):
+    default = write(tmp_path, "max_steps: 7\n", "default.yaml")
+    other = write(tmp_path, "max_steps: 9\n", "other.yaml")
+    assert parse(default_config=default)[1].max_steps == 7
+    assert parse("--config", other, default_config=default)[1].max_steps == 9
+    assert parse(f"--config={other}", default_config=default)[1].max_steps == 9
+
+
+def test_unknown_yaml_key_suggests_closest(tmp_path):
+    cfg = write(tmp_path, "max_lenght: 64\n")
+    assert f"unknown key 'max_lenght' in {cfg} — did you mean 'max_length'?" in error("--config", cfg)
+
+
+def test_unknown_cli_flag_is_not_taken_as_an_abbreviation():
+    # Plain argparse would accept --learning_rat as a prefix of --learning_rate.
+    message = error("--learning_rat", "0.1")
+    assert "unknown flag '--learning_rat' on the command line — did you mean '--learning_rate'?" in message
+    assert "'0.1'" not in message  # the flag's value is not reported as a stray argument
+
+
+def test_all_unknown_keys_are_reported_together(tmp_path):
+    cfg = write(tmp_path, "max_lenght: 64\nlerning_rate: 1e-4\n")
+    message = error("--config", cfg, "--num_train_epoch", "2")
+    assert f"'max_lenght' in {cfg}" in message
+    assert f"'lerning_rate' in {cfg} — did you mean 'learning_rate'?" in message
+    assert "'--num_train_epoch' on the command line — did you mean '--num_train_epochs'?" in message
+
+
+@pytest.mark.parametrize(
+    "key, fix",
+    [
+        ("max_seq_length", "TRL renamed it: use 'max_length'"),
+        ("max_prompt_length", "removed in TRL 1.x: use 'max_length'"),
+        ("max_completion_length", "removed in TRL 1.x: use 'max_length'"),
+    ],
+)
+def test_removed_trl_keys_name_the_replacement(tmp_path, key, fix):
+    cfg = write(tmp_path, f"{key}: 512\n")
+    assert f"unknown key '{key}' in {cfg} — {fix}" in error("--config", cfg)
+    assert f"unknown flag '--{key}' on the command line — {fix}" in error(f"--{key}", "512")
+
+
+def test_still_valid_trl_keys_are_accepted(tmp_path):
+    cfg = write(tmp_path, "gradient_checkpointing: false\ndataset_text_field: content\n")
+    sft = parse("--config", cfg)[1]
+    assert sft.gradient_checkpointing is False
+    assert sft.dataset_text_field == "content"
+
+
+def test_invalid_choice_in_yaml(tmp_path):
+    cfg = write(tmp_path, "packing_strategy: ffd\n")
+    message = error("--config", cfg)
+    assert f"'packing_strategy' in {cfg}: 'ffd' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?" in message
+
+
+def test_invalid_choice_on_cli():
+    message = error("--packing_strategy", "ffd")
+    assert "'--packing_strategy' on the command line: 'ffd' is not one of bfd, bfd_split, wrapped" in message
+    assert "did you mean 'bfd'?" in message
+
+
+def test_invalid_dataset_format(tmp_path):
+    cfg = write(tmp_path, "dataset_format: sharegtp\n")
+    message = error("--config", cfg)
+    assert f"'dataset_format' in {cfg}: 'sharegtp' is not one of auto, alpaca," in message
+    assert "did you mean 'sharegpt'?" in message
+
+
+def test_enum_typed_field_is_checked_in_yaml(tmp_path):
+    cfg = write(tmp_path, "lr_scheduler_type: cosin\neval_strategy: steps\n")
+    message = error("--config", cfg)
+    assert f"'lr_scheduler_type' in {cfg}: 'cosin' is not one of linear, cosine," in message
+    assert "did you mean 'cosine'?" in message
+    assert "eval_strategy" not in message
+
+
+def test_bad_type_in_yaml(tmp_path):
+    cfg = write(tmp_path, "max_steps: three\nlora_r: 4.5\n")
+    message = error("--config", cfg)
+    assert f"'max_steps' in {cfg}: 'three' is not a valid int" in message
+    assert f"'lora_r' in {cfg}: 4.5 (float) is not a valid int" in message
+    assert "usage:" not in message
+
+
+def test_bad_type_on_cli():
+    message = error("--max_length", "abc", "--packing", "maybe")
+    assert "'--max_length' on the command line: 'abc' is not a valid int" in message
+    assert "'--packing' on the command line: 'maybe' is not a valid true/false" in message
+
+
+def test_missing_config_file(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    message = error("--config", missing)
+    assert f"config file {missing} does not exist" in message
+    assert "Fix:" in message
+    assert f"config file {missing} does not exist" in error(default_config=missing)
+
+
+def test_config_that_is_a_list(tmp_path):
+    cfg = write(tmp_path, "- learning_rate: 1e-4\n- max_steps: 3\n")
+    message = error("--config", cfg)
+    assert f"config file {cfg} must be a YAML mapping" in message
+    assert "not list" in message
+
+
+def test_config_with_yaml_syntax_error(tmp_path):
+    cfg = write(tmp_path, "learning_rate: [1e-4\nmax_steps: 3\n")
+    message = error("--config", cfg)
+    assert f"config file {cfg} is not valid YAML" in message
+    assert "line" in message
+
+
+def test_env_mapping_sets_environment_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSTRUCTKIT_TEST_VAR", "before")  # restored after the test
+    cfg = write(tmp_path, "env:\n  INSTRUCTKIT_TEST_VAR: 42\nmax_steps: 3\n")
+    assert parse("--config", cfg)[1].max_steps == 3
+    assert os.environ["INSTRUCTKIT_TEST_VAR"] == "42"
+
+
+def test_machine_defaults_parse_on_this_machine():
+    defaults = machine_defaults()
+    if defaults["bf16"]:
+        pytest.skip("machine supports bf16; this test is about CPU-only machines")
+    # use_cpu: several processes on a CPU-only machine form a gloo DDP group only with it
+    assert defaults == {"bf16": False, "dtype": "float32", "model_name_or_path": "embedded", "use_cpu": True}
+    ours, sft, model = parse("--output_dir", "out")  # TRL's own bf16 default would fail here
+    assert sft.bf16 is False
+    assert model.dtype == "float32"
+    assert model.model_name_or_path == "embedded"
+    assert ours.dataset_name == "embedded"
+
+
+def test_yaml_overrides_machine_default_and_post_init_error_names_the_file(tmp_path):
+    if machine_defaults()["bf16"]:
+        pytest.skip("bf16 is valid on this machine")
+    cfg = write(tmp_path, "bf16: true\nfp16: true\n")  # TrainingArguments.__post_init__ refuses both
+    message = error("--config", cfg)
+    assert "fp16" in message and "bf16" in message
+    assert f"(while reading {cfg})" in message
+
+
+def test_dashed_alias_and_equals_forms():
+    ours, sft, model = parse("--max-length", "32", "--lora-r=4", "--eval_max_samples=10", "--no-eval-exact-match")
+    assert sft.max_length == 32
+    assert model.lora_r == 4
+    assert ours.eval_max_samples == 10
+    assert ours.eval_exact_match is False
+
+
+def test_bare_positional_is_rejected():
+    message = error("--max_steps", "3", "oops")
+    assert "unexpected argument 'oops' on the command line" in message
+
+
+def test_resolved_config_redacts_secrets_and_is_yaml_safe(tmp_path):
+    ours, sft, model = parse("--hub_token", "hf_secret", "--lr_scheduler_type", "cosine", "--output_dir", "out")
+    sft.model_init_kwargs = {"token": "hf_nested", "attn_implementation": "eager"}
+    resolved = resolved_config(ours, sft, model)
+    assert resolved["hub_token"] == "<redacted>"
+    assert resolved["model_init_kwargs"] == {"token": "<redacted>", "attn_implementation": "eager"}
+    assert resolved["lr_scheduler_type"] == "cosine"  # Enum -> its value
+    assert resolved["dataset_format"] == "auto" and resolved["lora_r"] == 16  # all dataclasses, flat
+    dumped = yaml.safe_dump(resolved, sort_keys=True)
+    assert "hf_secret" not in dumped and "hf_nested" not in dumped
+
+    path = RecipeConfig(ours, sft, model).write(tmp_path / "run" / "config.yaml")
+    assert yaml.safe_load(path.read_text()) == resolved
+
+
+def test_close_match():
+    assert close_match("max_lenght", ["max_length", "max_steps"]) == "max_length"
+    assert close_match("BF16", ["bfloat16", "float32", "bf16"]) == "bf16"
+    assert close_match("zzz", ["max_length"]) is None
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "recipes" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_recipe_config_parses_with_known_keys(config):
+    from trl import DPOConfig, ModelConfig, SFTConfig
+
+    trainer_config = DPOConfig if config.stem == "dpo" else SFTConfig
+    ours, train, model = parse_recipe_args((InstructkitArguments, trainer_config, ModelConfig),
+                                           args=["--config", str(config)])
+    assert train.output_dir == f"outputs/{config.stem}"
+    # SFT starts from the embedded base; DPO from the default SFT run's output
+    assert model.model_name_or_path == ("outputs/sft_full" if config.stem == "dpo" else "embedded")
+    assert ours.dataset_name == "embedded"
+    assert train.bf16 is False  # this CPU machine
+
+
+def test_every_launch_config_loads_with_accelerates_own_loader():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for path in (Path(__file__).resolve().parent.parent / "accelerate_configs").glob("*.yaml"):
+        cfg = load_config_from_file(str(path))
+        assert cfg.num_processes >= 1, path
