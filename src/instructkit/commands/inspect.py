@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 
+from instructkit.chat_templates import describe
 from instructkit.modeling.loading import load_model, load_tokenizer
 from instructkit.training import preflight
 
@@ -120,8 +121,6 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
 def print_template(config, tokenizer, trainer, out) -> None:
     """The chat template training renders with (TRL's training variant when it swaps one in), and where it came from;
     the tokenizer's template is what is saved with the output (chat_template.jinja)."""
-    from instructkit.chat_templates import describe
-
     used = getattr(trainer, "chat_template", None) or tokenizer.chat_template
     source = (f"chat_template: {describe(config.script.chat_template)}" if config.script.chat_template
               else "the tokenizer's own")

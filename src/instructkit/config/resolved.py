@@ -17,6 +17,7 @@ import yaml
 
 from instructkit.config.machine import compute_dtype
 from instructkit.distributed import sharding
+from instructkit.errors import InstructkitError
 
 REDACTED = "<redacted>"
 
@@ -78,8 +79,6 @@ def resolve_model(config: RecipeConfig) -> RecipeConfig:
 def resolve_chat_template(config: RecipeConfig) -> RecipeConfig:
     """TRL's `chat_template_path` (SFTConfig) read as instructkit's `chat_template`, which loads it once (TRL would
     otherwise put it on the tokenizer a second time, over the training variant `chat_templates` may have chosen)."""
-    from instructkit.errors import InstructkitError
-
     path = getattr(config.training, "chat_template_path", None)
     if not path:
         return config
