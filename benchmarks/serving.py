@@ -259,13 +259,31 @@ def load_test(port: int, prompts: list, clients: int, per_client: int, stream: b
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
         conn.close()
 
+    health: list[float] = []
+    running = threading.Event()
+
+    def probe():  # how long a health check takes while the model is busy (the event loop must stay free)
+        while running.is_set():
+            t = time.perf_counter()
+            try:
+                get(port, "/health")
+                health.append(time.perf_counter() - t)
+            except OSError:
+                health.append(float("inf"))
+            time.sleep(0.25)
+
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    running.set()
+    prober = threading.Thread(target=probe, daemon=True)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
+    prober.start()
     for t in threads:
         t.join()
-    return {"wall_s": time.perf_counter() - t0, "records": records}
+    running.clear()
+    prober.join(30)
+    return {"wall_s": time.perf_counter() - t0, "records": records, "health": health}
 
 
 def pct(xs: list, q: float) -> float:
@@ -287,7 +305,9 @@ def summary(run: dict) -> dict:
             "latency_p50_s": pct(lat, 50), "latency_p95_s": pct(lat, 95), "latency_mean_s": statistics.fmean(lat)
             if lat else float("nan"), "ttft_p50_s": pct(ttft, 50), "ttft_p95_s": pct(ttft, 95),
             "mean_completion_tokens": statistics.fmean(r["tokens"] for r in ok) if ok else float("nan"),
-            "mean_chunks": statistics.fmean(r["chunks"] for r in ok) if ok and "chunks" in ok[0] else None}
+            "mean_chunks": statistics.fmean(r["chunks"] for r in ok) if ok and "chunks" in ok[0] else None,
+            "health_checks": len(run["health"]), "health_p50_s": pct(run["health"], 50),
+            "health_max_s": max(run["health"], default=float("nan"))}
 
 
 def prompts_of(data_dir: str, n: int = 200) -> list:
@@ -342,10 +362,11 @@ def measure(model_dir: str, data_dir: str, clients: int = 32, per_client: int = 
     old_texts = arms["old_plain"]["texts"]
     for key, value in arms.items():
         texts = value.pop("texts")
-        same = [k for k, t in texts.items() if t is not None and t == old_texts.get(k)]
-        value["summary"]["same_answer_as_old"] = len(same)
+        both = [k for k, t in texts.items() if t is not None and old_texts.get(k) is not None]
+        value["summary"]["compared_with_old"] = len(both)
+        value["summary"]["same_answer_as_old"] = sum(texts[k] == old_texts[k] for k in both)
     return {"model_dir": model_dir, "clients": clients, "requests_per_client": per_client, "max_tokens": MAX_TOKENS,
-            "prompts": len(prompts), "new_command": " ".join(new_cmd[1:]).replace(str(ROOT) + "/", ""),
+            "prompts": len(prompts), "new_command": f"instructkit serve {model_dir} --port 0".replace(str(ROOT) + "/", ""),
             "arms": {k: v["summary"] for k, v in arms.items()}}
 
 

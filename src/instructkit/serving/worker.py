@@ -102,7 +102,8 @@ class Worker:
             self.cond.notify_all()
         for job in left:
             job.post("error", "the server is shutting down")
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.thread.join(timeout)
 
     def run(self) -> None:
         while True:
