@@ -435,7 +435,10 @@ def serving_section(sv, goals) -> list[str]:
                           f"{a['health_max_s'] * 1000:.0f} ms over {a['health_checks']} checks" for k, a in arms.items())
               + "."]
     L += ["", ("Errors by kind: " + "; ".join(f"{SERVING_ARMS[k]}: " + ", ".join(f"{n} × {e}" for e, n in v.items())
-                                           for k, v in kinds.items()) + "." if kinds else
+                                           for k, v in kinds.items()) + "."
+               + (" Only the old server failed requests; the cause of its failures was not isolated."
+                  if kinds.keys() == {"old_plain"} else "")
+               if kinds else
                "No request failed in any arm (every answer HTTP 200, every stream ended with its usage and "
                "`data: [DONE]`).") + f" Servers stopped with SIGTERM: exit codes "
           + ", ".join(f"{k.split('_')[0]} {a['server_exit_code']}" for k, a in arms.items() if k != "new_stream")

@@ -286,3 +286,24 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(embedded, loaded):
     finally:
         uv.should_exit = True
         thread.join(30)
+
+
+def test_max_tokens_defaults_to_what_fits_the_context_and_past_it_is_a_400_naming_it():
+    from types import SimpleNamespace as NS
+
+    from instructkit.serving.app import ApiError, Settings, answer_limit
+
+    settings = Settings(name="m", max_new_tokens=64, max_prompt_tokens=200, context=100)
+    ask = lambda n: NS(max_tokens=n, max_completion_tokens=None)  # noqa: E731
+    assert answer_limit(ask(None), 30, "messages", settings) == 64   # the server's default
+    assert answer_limit(ask(None), 90, "messages", settings) == 10   # what is left of the context
+    assert answer_limit(ask(10), 90, "messages", settings) == 10
+    for n, prompt, message in [(20, 90, "the prompt (90 tokens) and 'max_tokens' (20) do not fit the model's "
+                                        "context of 100 tokens"),
+                               (None, 100, "the prompt (100 tokens) leaves no room for an answer in the model's "
+                                           "context of 100 tokens"),
+                               (65, 10, "'max_tokens' is 65, over this server's limit of 64 tokens"),
+                               (None, 201, "the prompt is 201 tokens, over this server's limit of 200")]:
+        with pytest.raises(ApiError) as info:
+            answer_limit(ask(n), prompt, "messages", settings)
+        assert info.value.status == 400 and message in info.value.message

@@ -166,9 +166,9 @@ def answer_limit(body, prompt_tokens: int, param: str, settings: Settings) -> in
                        code="prompt_over_limit")
     room = settings.max_new_tokens if settings.context is None else settings.context - prompt_tokens
     if room < 1 or (asked is not None and asked > room):
-        raise ApiError(400, f"the prompt ({prompt_tokens} tokens) and the answer ({asked or 1} tokens at least) do "
-                            f"not fit the model's context of {settings.context} tokens", param=asked_key or param,
-                       code="context_length_exceeded")
+        what = f"and '{asked_key}' ({asked}) do not fit" if asked else "leaves no room for an answer in"
+        raise ApiError(400, f"the prompt ({prompt_tokens} tokens) {what} the model's context of {settings.context} "
+                            "tokens", param=asked_key or param, code="context_length_exceeded")
     return asked if asked is not None else min(settings.max_new_tokens, room)
 
 

@@ -44,6 +44,7 @@ class Job:
     stream: bool = False
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False
 
     def post(self, kind: str, value) -> None:
         """From the worker thread: an event onto the request's event loop."""
@@ -127,26 +128,31 @@ class Worker:
             for job in batch:
                 self.waiting.remove(job)
             self.running = batch
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
             return batch
+
+    def done(self, job: Job, *args) -> None:
+        """A row's answer is complete: counted before it is posted, so /health never lags the answers clients hold."""
+        job.answered = True
+        self.stats["answered"] += 1
+        job.post("done", *args)
 
     def answer(self, batch: list[Job]) -> None:
         import torch
 
         rows = [Row(max_new_tokens=j.max_tokens, stop=j.stop, on_text=partial(j.post, "text") if j.stream else None,
-                    on_done=partial(j.post, "done"), cancelled=j.cancelled.is_set) for j in batch]
+                    on_done=partial(self.done, j), cancelled=j.cancelled.is_set) for j in batch]
         try:
             if batch[0].seed is not None and batch[0].sampling.get("do_sample"):
                 torch.manual_seed(batch[0].seed)
             generate(self.model, self.tokenizer, [j.prompt for j in batch], max(j.max_tokens for j in batch),
                      batch_size=len(batch), rows=rows, **batch[0].sampling)
-            self.stats["answered"] += len(batch)
         except Exception as err:  # noqa: BLE001 - one failed batch must not stop the server
             traceback.print_exc(file=sys.stderr)
-            self.stats["failed"] += len(batch)
-            for job in batch:
+            self.stats["failed"] += sum(not j.answered for j in batch)
+            for job in (j for j in batch if not j.answered):
                 job.post("error", f"generation failed: {type(err).__name__}: {err}")
         finally:
             with self.cond:
                 self.running = []
                 self.stats["batches"] += 1
-                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
