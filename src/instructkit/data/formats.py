@@ -208,8 +208,11 @@ def _preference_row(data: dict) -> dict:
     return out
 
 
-def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport) -> list[dict]:
-    """Convert and validate every row; stop with a row-level report, or skip and count."""
+def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport,
+                    exclude=None) -> list[dict]:
+    """Convert and validate every row; stop with a row-level report, or skip and count. `exclude`: a callable on
+    each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`); the rows it
+    leaves out are listed in `report.excluded` as file:row."""
     rows, bad = [], []
     for rec in records:
         try:
@@ -217,6 +220,9 @@ def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: D
         except RowProblem as p:
             bad.append((rec, p))
             report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
+            continue
+        if exclude is not None and exclude(rec):
+            report.excluded.append(f"{rec.source}:{rec.row}")
             continue
         if "task" in rec.data:
             row["task"] = rec.data["task"]

@@ -6,7 +6,7 @@ import random
 
 from instructkit.data.formats import convert_records, detect_format, form_of, is_conversational
 from instructkit.data.kinds import DataKind
-from instructkit.data.report import DataReport
+from instructkit.data.report import DataReport, check_rows_left
 from instructkit.data.sources import Record, read_source
 from instructkit.data.splits import split_by_size
 from instructkit.data.storage import to_datasets
@@ -15,8 +15,10 @@ from instructkit.errors import InstructkitError, close_match
 MIXTURE_KEYS = ("path", "split", "config", "format", "columns", "weight")
 
 
-def load_mixture(args, seed: int, kind: DataKind):
-    """Every data set of `dataset_mixture` read, validated and converted on its own, weighted, then mixed."""
+def load_mixture(args, seed: int, kind: DataKind, exclude=None):
+    """Every data set of `dataset_mixture` read, validated and converted on its own (`exclude`: see
+    `data.loading.load_instructions`; before weighting, so a left-out row is gone from every repeat), weighted,
+    then mixed."""
     report = DataReport(format="mixture")
     rng = random.Random(seed)
     mixed: list[dict] = []
@@ -41,7 +43,7 @@ def load_mixture(args, seed: int, kind: DataKind):
                                    fix="set split to one of those.")
         records = _renamed(splits[split], entry.get("columns") or {}, where)
         fmt = detect_format(records, entry.get("format", "auto"))
-        rows = convert_records(records, fmt, args.on_bad_rows, report)
+        rows = convert_records(records, fmt, args.on_bad_rows, report, exclude)
         used = _weighted(rows, float(weight), rng)
         report.mixture.append({"path": str(entry["path"]), "format": fmt, "rows": len(records), "used": len(used),
                                "weight": weight})
@@ -61,6 +63,7 @@ def load_mixture(args, seed: int, kind: DataKind):
     if {form_of(r) for r in mixed} == {"messages", "prompt_completion"}:  # one form for TRL: conversations
         mixed = [{"messages": r["prompt"] + r["completion"], **({"task": r["task"]} if "task" in r else {})}
                  if "completion" in r else r for r in mixed]
+    check_rows_left(mixed, report, "dataset_mixture", "every data set")
     rng.shuffle(mixed)
     train, test = split_by_size(mixed, args.test_split_size, seed) if args.test_split_size > 0 else (mixed, [])
     return to_datasets({"train": train, **({"test": test} if test else {})}, report)
