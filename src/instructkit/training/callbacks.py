@@ -208,4 +208,6 @@ class BenchmarksDuringTraining(TrainerCallback):
             self.seconds.append(summary["seconds"])
             log(f"benchmarks at step {step} ({summary['seconds']:.1f} s): " + ", ".join(
                 f"{k} {summary['scores'][k]:.4f}" for k in summary["headline"]))
+            should_log = control.should_log  # on_log clears it: the trainer's own loss line of this step must stay
             self.trainer.log(benchmark_logs(summary))
+            control.should_log = self.trainer.control.should_log = should_log
