@@ -5,7 +5,7 @@
 
 The first call prepares the tasks (index, data, YAMLs) as the first benchmark of a run does; later calls reuse them
 and the encodings, as the benchmarks during training (`benchmark_steps`) and after it do. Prints one JSON line: per
-call the seconds, scores and stderrs; the first call's under `seconds` / `scores`; the equivalent `lm-eval run`.
+call the seconds, scores and every number (scores and stderrs, lm-eval's keys); the first call's under `seconds` / `scores`; the equivalent `lm-eval run`.
 """
 
 import json
@@ -39,8 +39,8 @@ def main():
         report = evaluate(protocol, out_dir / f"call-{i}", model=model, tokenizer=tok, prepared=prepared)
         calls.append({"seconds": time.time() - start,
                       "scores": {f"{t}|{m}": v for (t, m), v in scores(report).items()},
-                      "stderrs": {f"{t}|{k}": v for t, r in report["results"].items() for k, v in r.items()
-                                  if "_stderr," in k and isinstance(v, (int, float))}})
+                      "numbers": {f"{t}|{k}": v for t, r in report["results"].items() for k, v in r.items()
+                                  if "," in k and isinstance(v, (int, float)) and not isinstance(v, bool)}})
     args = ",".join(f"{k}={v}" for k, v in model_args_for(model_dir).items())
     cli = report["protocol"]["cli"].replace("pretrained=<saved model dir>", args)
     print(json.dumps({"seconds": calls[0]["seconds"], "scores": calls[0]["scores"], "calls": calls, "cli": cli}))

@@ -47,7 +47,7 @@ def hook(model_dir: str, out: Path, limit) -> dict:
     res = run([PY, str(ROOT / "benchmarks/eval_hook.py"), model_dir, str(out), "--data_dir", str(DATA), "--calls",
                "2"] + (["--limit", str(limit)] if limit else []), "fullsize-hook", timeout=7200)
     found = json.loads(next(line for _, line in reversed(res["lines"]) if line.startswith("{")))
-    calls = [{"seconds": c["seconds"], "numbers": {**c["scores"], **c["stderrs"]}} for c in found["calls"]]
+    calls = found["calls"]
     return {"cold_s": calls[0]["seconds"], "warm_s": calls[1]["seconds"], "process_s": res["wall_s"],
             "numbers": [c["numbers"] for c in calls], "cli": found["cli"], "log": res["log"]}
 

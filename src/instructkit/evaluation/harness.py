@@ -21,6 +21,7 @@ aggregation are lm-eval's. What instructkit adds is what goes wrong around it:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import time
@@ -144,7 +145,14 @@ def leaf_tasks(manager, name: str) -> list[str]:
 
 def local_configs(dataset_dir: Path) -> dict[str, set[str] | None]:
     """{config name: its split names (None: not stated)} of a local hub-style data set: its README `configs:` block
-    (each config's `data_files` splits), else its subfolders (splits left to `datasets`)."""
+    (each config's `data_files` splits), else its subfolders (splits left to `datasets`). Read once per version of
+    the README (MMLU's is read for each of its 57 subjects)."""
+    readme = dataset_dir / "README.md"
+    return _local_configs(dataset_dir, readme.stat().st_mtime_ns if readme.is_file() else None)
+
+
+@functools.lru_cache(maxsize=32)
+def _local_configs(dataset_dir: Path, _readme_version) -> dict[str, set[str] | None]:
     readme = dataset_dir / "README.md"
     if readme.is_file():
         head = readme.read_text(encoding="utf-8").split("---")
@@ -200,7 +208,7 @@ def local_group(manager, name: str, data_dir: Path) -> dict:
     """
     leaves = leaf_tasks(manager, name)  # unknown names fail here, with a suggestion
     entry = manager.task_index[name]
-    children, missing = [], set()
+    children, missing, cache_dirs = [], set(), {}
     for leaf in leaves:
         cfg = manager.task_index[leaf].cfg or {}
         path, config = cfg.get("dataset_path"), cfg.get("dataset_name")
@@ -211,7 +219,9 @@ def local_group(manager, name: str, data_dir: Path) -> dict:
         configs = local_configs(local)
         if config is None or config in configs:
             check_splits(leaf, cfg, local, configs.get(config) if config else None)
-            kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": content_cache_dir(local)}
+            if local not in cache_dirs:  # one listing of the files per data set (MMLU: not one per subject)
+                cache_dirs[local] = content_cache_dir(local)
+            kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": cache_dirs[local]}
             children.append({"task": leaf, "dataset_path": str(local), "dataset_kwargs": kwargs})
     if not children:
         raise InstructkitError(f"no local data for benchmark {name!r} in {data_dir} (looked for "
