@@ -1,4 +1,9 @@
-"""Several data sets mixed into one training set, each read, validated and converted on its own, then weighted."""
+"""Several data sets mixed into one training set, each read, validated and converted on its own, then weighted.
+
+Plain text data sets (a `.txt` corpus, text rows) may be mixed with conversations (general-text replay against
+forgetting): text rows then train on every token, conversation rows on their assistant turns, and instructkit
+tokenizes both itself (`data.masks`), since TRL takes one form per data set. With `test_split_size: 0` the held-out
+splits of the entries (e.g. the embedded default's `test` and `test_phrasings`) are kept as the held-out data."""
 
 from __future__ import annotations
 
@@ -20,50 +25,66 @@ def load_mixture(args, seed: int, kind: DataKind):
     report = DataReport(format="mixture")
     rng = random.Random(seed)
     mixed: list[dict] = []
+    held_out: dict[str, list[dict]] = {}
     for i, entry in enumerate(args.dataset_mixture, 1):
-        where = f"dataset_mixture entry {i}"
-        if not isinstance(entry, dict) or not entry.get("path"):
-            raise InstructkitError(f"{where} has no path.", fix="write each entry as {path: ..., weight: ...}.")
-        for key in entry:
-            if key not in MIXTURE_KEYS:
-                near = close_match(key, MIXTURE_KEYS)
-                raise InstructkitError(f"{where} ({entry['path']}): unknown key {key!r}"
-                                       + (f" — did you mean {near!r}?" if near else "."),
-                                       fix=f"use only: {', '.join(MIXTURE_KEYS)}.")
-        weight = entry.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-            raise InstructkitError(f"{where} ({entry['path']}): weight {weight!r} is not a positive number.",
-                                   fix="weight is how often each row is used on average: 1.0 = all rows once.")
-        splits = read_source(str(entry["path"]), entry.get("config"), kind)
-        split = entry.get("split", "train")
-        if split not in splits:
-            raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
-                                   fix="set split to one of those.")
-        records = _renamed(splits[split], entry.get("columns") or {}, where)
-        fmt = detect_format(records, entry.get("format", "auto"))
-        rows = convert_records(records, fmt, args.on_bad_rows, report)
+        fmt, weight, read, rows, held = _entry(entry, f"dataset_mixture entry {i}", args, kind, report)
         used = _weighted(rows, float(weight), rng)
-        report.mixture.append({"path": str(entry["path"]), "format": fmt, "rows": len(records), "used": len(used),
+        report.mixture.append({"path": str(entry["path"]), "format": fmt, "rows": read, "used": len(used),
                                "weight": weight})
         report.mixture[-1]["conversational"] = not used or is_conversational(used[0])
         mixed.extend(used)
-    strings = [m["path"] for m in report.mixture if not m["conversational"]]
+        for name, split_rows in held.items():
+            held_out.setdefault(name, []).extend(split_rows)
+    strings = [m["path"] for m in report.mixture if not m["conversational"] and m["format"] != "text"]
     if strings and len(strings) < len(report.mixture):
-        raise InstructkitError(f"dataset_mixture: {', '.join(strings)} hold plain-string rows, which cannot be mixed "
-                               "with conversations (message lists rendered by the chat template).",
-                               fix="mix conversational data sets only (alpaca, messages, ShareGPT, message-list "
-                                   "prompt/completion or preference), or train on the string data alone.")
+        raise InstructkitError(f"dataset_mixture: {', '.join(strings)} hold plain-string prompt/completion rows, "
+                               "which cannot be mixed with conversations (message lists rendered by the chat "
+                               "template).", fix="mix conversational data sets and plain text only (alpaca, "
+                                                 "messages, ShareGPT, message-list prompt/completion, text), or "
+                                                 "train on the string data alone.")
     wrong = [m["path"] for m in report.mixture if m["format"] not in kind.formats]
     if wrong:
         raise InstructkitError(f"dataset_mixture: {', '.join(wrong)} hold data of another kind than this recipe trains "
                                f"on ({kind.name}).", fix="mix preference data sets for recipes/dpo.py, instruction "
                                                          "data sets for the SFT recipes.")
-    if {form_of(r) for r in mixed} == {"messages", "prompt_completion"}:  # one form for TRL: conversations
+    forms = {form_of(r) for r in mixed}
+    if "prompt_completion" in forms and len(forms) > 1:  # one form for conversations: message lists
         mixed = [{"messages": r["prompt"] + r["completion"], **({"task": r["task"]} if "task" in r else {})}
                  if "completion" in r else r for r in mixed]
     rng.shuffle(mixed)
-    train, test = split_by_size(mixed, args.test_split_size, seed) if args.test_split_size > 0 else (mixed, [])
-    return to_datasets({"train": train, **({"test": test} if test else {})}, report)
+    if args.test_split_size > 0:
+        train, test = split_by_size(mixed, args.test_split_size, seed)
+        return to_datasets({"train": train, **({"test": test} if test else {})}, report)
+    return to_datasets({"train": mixed, **held_out}, report)
+
+
+def _entry(entry, where: str, args, kind: DataKind, report: DataReport):
+    """(format, weight, rows read, converted training rows, {held-out split: converted rows}) of one entry; its
+    held-out splits only with test_split_size: 0 (they are the held-out data then)."""
+    if not isinstance(entry, dict) or not entry.get("path"):
+        raise InstructkitError(f"{where} has no path.", fix="write each entry as {path: ..., weight: ...}.")
+    for key in entry:
+        if key not in MIXTURE_KEYS:
+            near = close_match(key, MIXTURE_KEYS)
+            raise InstructkitError(f"{where} ({entry['path']}): unknown key {key!r}"
+                                   + (f" — did you mean {near!r}?" if near else "."),
+                                   fix=f"use only: {', '.join(MIXTURE_KEYS)}.")
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        raise InstructkitError(f"{where} ({entry['path']}): weight {weight!r} is not a positive number.",
+                               fix="weight is how often each row is used on average: 1.0 = all rows once.")
+    splits = read_source(str(entry["path"]), entry.get("config"), kind)
+    split = entry.get("split", "train")
+    if split not in splits:
+        raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
+                               fix="set split to one of those.")
+    records = _renamed(splits[split], entry.get("columns") or {}, where)
+    fmt = detect_format(records, entry.get("format", "auto"))
+    rows = convert_records(records, fmt, args.on_bad_rows, report)
+    held = {name: convert_records(_renamed(splits[name], entry.get("columns") or {}, where), fmt, args.on_bad_rows,
+                                  report)
+            for name in splits if name != split} if args.test_split_size <= 0 else {}
+    return fmt, weight, len(records), rows, held
 
 
 def _renamed(records: list[Record], columns: dict, where: str) -> list[Record]:

@@ -17,10 +17,12 @@ class DataReport:
     skipped: Counter = field(default_factory=Counter)
     truncated: int = 0
     conversational: bool = True  # rows are message lists (rendered by the chat template), not plain strings
+    tokens: dict = field(default_factory=dict)   # rows instructkit tokenized: {conversations|text: rows, tokens, trained}
 
     def as_dict(self) -> dict:
         return {"format": self.format, "rows": self.rows, "skipped": dict(self.skipped), "truncated": self.truncated,
-                **({"mixture": self.mixture} if self.mixture else {})}
+                **({"mixture": self.mixture} if self.mixture else {}),
+                **({"tokens": self.tokens} if self.tokens else {})}
 
     def lines(self) -> list[str]:
         out = [f"data: format={self.format} " + " ".join(f"{k}={v}" for k, v in self.rows.items())]
