@@ -38,7 +38,7 @@ def swapped(recipe: str, model: str, data: Path, out: Path) -> list[str]:
 
 
 OVERRIDDEN = {"model_name_or_path", "dataset_name", "dataset_train_split", "dataset_test_split", "output_dir", "max_steps"}
-RESOLVED = {"padding_free", "lora_target_modules"}  # padding-free through TRL's collator; [all-linear] -> all-linear
+RESOLVED = {"padding_free", "lora_target_modules", "report_to"}  # TRL's collator; [all-linear] -> all-linear; none -> []
 
 
 def assert_ran_as_shipped(saved: Path, shipped: Path) -> None:

@@ -22,6 +22,7 @@ _LAUNCH_REF = re.compile(r"accelerate_configs/([\w.-]+\.(?:yaml|sh))")
 # Config keys naming inputs that must exist where the recipe is launched
 _INPUT_KEYS = ("model_name_or_path", "tokenizer_name_or_path", "dataset_name", "chat_template", "benchmark_data_dir")
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".jinja")
+_RECIPE_REF = re.compile(r"(?<=\s)recipes/(\w+\.py)")  # "accelerate launch [...] recipes/x.py" -> "... x.py"
 
 
 def register(sub) -> None:
@@ -56,7 +57,7 @@ def run(args) -> None:
 def for_copy(text: str, moved: tuple[str, str] | None = None) -> str:
     """Commands in comments/docstrings, rewritten from the checkout's layout to the copy's (`moved`: the copied
     config's path under recipes/ and in the copy, e.g. configs/qwen2.5-7b/sft_qlora.yaml -> configs/sft_qlora.yaml)."""
-    text = text.replace("recipes/configs/", "configs/").replace("accelerate launch recipes/", "accelerate launch ")
+    text = _RECIPE_REF.sub(r"\1", text.replace("recipes/configs/", "configs/"))
     return text.replace(*moved) if moved else text
 
 
