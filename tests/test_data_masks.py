@@ -106,6 +106,18 @@ def test_qwen25_stock_template_masks_token_by_token(conversation, tokenizers):
     assert masks.marked_masks(tok, messages, tools, chat_templates.chat_template_text("qwen2_5_tools")) == got
 
 
+def test_qwen25_single_turn_ids_and_mask_are_qwens(tokenizers):
+    """The ids Qwen2.5-Instruct's tokenizer gives [user "Hi", assistant "Hello!"] (its default system prompt
+    included), and exactly 'Hello', '!', '<|im_end|>' trained."""
+    tok = tokenizers["qwen2.5"]
+    got = masks.prefix_masks(tok, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], None)
+    assert got["input_ids"] == [151644, 8948, 198, 2610, 525, 1207, 16948, 11, 3465, 553, 54364, 14817, 13, 1446, 525,
+                                264, 10950, 17847, 13, 151645, 198, 151644, 872, 198, 13048, 151645, 198, 151644,
+                                77091, 198, 9707, 0, 151645, 198]
+    assert [t for t, m in zip(got["input_ids"], got["assistant_masks"]) if m] == [9707, 0, 151645]
+    assert got["assistant_masks"][-4:] == [1, 1, 1, 0]  # 'Hello' '!' '<|im_end|>' trained, the final newline not
+
+
 @pytest.mark.parametrize("conversation", list(CONVERSATIONS))
 def test_trl_qwen25_training_variant_trains_two_newlines_more_per_turn(conversation, tokenizers):
     from trl.chat_template_utils import qwen2_5_training_chat_template
