@@ -40,7 +40,7 @@ def main(argv=None):
 
     # Trainer (QLoRA adapters kept in the compute dtype), then checks of the prepared pairs and the callbacks
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=run.config.training, processing_class=tokenizer,
-                         peft_config=peft_config, train_dataset=data.train, eval_dataset=run.eval_dataset)
+                         peft_config=peft_config, train_dataset=run.train_dataset, eval_dataset=run.eval_dataset)
     adapters_to_compute_dtype(trainer.model, quantization)
     run.prepare(trainer)
 

@@ -37,7 +37,7 @@ def main(argv=None):
 
     # Trainer (it wraps the model with the adapters), then checks of the rows TRL prepared and the run's callbacks
     trainer = SFTTrainer(model=model, args=run.config.training, processing_class=tokenizer, peft_config=peft_config,
-                         train_dataset=data.train, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
+                         train_dataset=run.train_dataset, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
     run.prepare(trainer)
 
     # Train, measured before and after (held-out exact match), then save the adapter

@@ -40,7 +40,7 @@ def main(argv=None):
 
     # Trainer (it wraps the model with the adapters; they stay in the compute dtype), then checks and callbacks
     trainer = SFTTrainer(model=model, args=run.config.training, processing_class=tokenizer, peft_config=peft_config,
-                         train_dataset=data.train, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
+                         train_dataset=run.train_dataset, eval_dataset=run.eval_dataset, data_collator=run.data_collator)
     adapters_to_compute_dtype(trainer.model, quantization)
     run.prepare(trainer)
 

@@ -88,26 +88,41 @@ def tiny_model(tokenizer, tied: bool = False):
                                         tie_word_embeddings=tied))
 
 
-def sft_trainer(tok, rows, fmt, model=None, peft_config=None, **config):
-    """TRL's SFTTrainer on rows in TRL's forms, with the loss instructkit configures: TRL tokenizes and masks.
+def sft_trainer(tok, rows, fmt, model=None, peft_config=None, script: dict | None = None, **config):
+    """TRL's SFTTrainer on rows in TRL's forms, with the loss instructkit configures: TRL tokenizes and masks (or
+    instructkit does, as a recipe does: `training.sft.trainer_splits`). `script`: instructkit's keys.
 
     Returns (trainer, DataReport) ready for `preflight.check`.
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    from datasets import DatasetDict
+
     from instructkit.config.arguments import InstructkitArguments
     from instructkit.config.resolved import RecipeConfig
-    from instructkit.data.formats import is_conversational
+    from instructkit.data.formats import form_of, is_conversational
+    from instructkit.data.loading import TrainingData
     from instructkit.data.report import DataReport
-    from instructkit.training.sft import padding_free_collator, resolve_sft
+    from instructkit.data.storage import as_arrow
+    from instructkit.training.sft import padding_free_collator, resolve_sft, trainer_splits
 
-    report = DataReport(format=fmt)
-    report.conversational = is_conversational(rows[0])
+    report = DataReport(format=fmt, form="+".join(sorted({form_of(r) for r in rows})))
+    report.conversational = any(is_conversational(r) for r in rows)
     args = SFTConfig(output_dir="/tmp/ik-templates", bf16=False, use_cpu=True, report_to="none", save_strategy="no",
                      activation_checkpointing=False, **{"max_length": 512, **config})
-    resolved = resolve_sft(RecipeConfig(InstructkitArguments(), args, None), report, tok)
+    resolved = resolve_sft(RecipeConfig(InstructkitArguments(**(script or {})), args, None), report, tok)
+    data = TrainingData(DatasetDict({"train": as_arrow(rows)}), report)
+    train = trainer_splits(resolved, data, tok, held_out=0)["train"]
     trainer = SFTTrainer(model=model or tiny_model(tok), args=resolved.training, processing_class=tok,
-                         peft_config=peft_config, train_dataset=Dataset.from_list(rows),
-                         data_collator=padding_free_collator(resolved, tok))
+                         peft_config=peft_config, train_dataset=train, data_collator=padding_free_collator(resolved, tok))
+    trainer.instructkit_tokenized = train if train is not data.train else None  # the rows instructkit masked itself
     return trainer, report
+
+
+@pytest.fixture(scope="session")
+def family():
+    """`family(name)`: a real tokenizer family built once into the test cache (tests/families.py), with its tiny model."""
+    from families import ensure_family
+
+    return ensure_family

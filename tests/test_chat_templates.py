@@ -12,11 +12,14 @@ from instructkit.training.sft import loss_settings
 
 TEMPLATES = chat_templates.bundled_names()
 END_OF_TURN = {"alpaca": "</s>", "chatml": "<|im_end|>", "gemma": "<end_of_turn>", "llama3": "<|eot_id|>",
-               "mistral": "</s>", "qwen2_5": "<|im_end|>", "zephyr": "</s>"}
+               "llama3_1_tools": "<|eot_id|>", "mistral": "</s>", "qwen2_5": "<|im_end|>",
+               "qwen2_5_tools": "<|im_end|>", "zephyr": "</s>"}
 ADDED = {"chatml": ["<|im_start|>", "<|im_end|>"], "qwen2_5": ["<|im_start|>", "<|im_end|>"],
+         "qwen2_5_tools": ["<|im_start|>", "<|im_end|>"],
          "llama3": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+         "llama3_1_tools": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
          "gemma": ["<start_of_turn>", "<end_of_turn>"]}
-WITH_BOS = {"alpaca", "gemma", "llama3", "mistral", "zephyr"}
+WITH_BOS = {"alpaca", "gemma", "llama3", "llama3_1_tools", "mistral", "zephyr"}
 LEAD = {"mistral": " "}  # Llama 2 / Mistral: the answer follows "[/INST]" after a space, which the model generates
 
 SYSTEM = "You are terse."
@@ -109,22 +112,39 @@ def test_qwen2_5_adds_its_default_system_prompt_and_gemma_mistral_fold_system_in
 
 
 def test_unknown_template_names_the_bundled_ones(tmp_path):
-    with pytest.raises(InstructkitError, match="use one of: alpaca, chatml, gemma, llama3, mistral, qwen2_5, zephyr"):
+    with pytest.raises(InstructkitError, match="use one of: alpaca, chatml, gemma, llama3, llama3_1_tools, mistral, "
+                                               "qwen2_5, qwen2_5_tools, zephyr"):
         chat_templates.chat_template_text("chatlm")
     with pytest.raises(InstructkitError, match="does not exist"):
         chat_templates.chat_template_text(str(tmp_path / "mine.jinja"))
 
 
-def test_conversations_without_generation_markers_stop_before_trl():
+def test_conversations_no_way_can_mask_stop_before_trl():
+    """No markers, no TRL variant, and the generation prompt does not open the assistant turn: prefix rendering
+    would train the role label the template prints, so the run stops before anything loads."""
     tok = make_tokenizer()
     tok.chat_template = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}"
     args = type("Args", (), {})()
-    with pytest.raises(InstructkitError, match=r"no such markers.*Fix: set chat_template: to a bundled template"):
+    with pytest.raises(InstructkitError, match=r"cannot find the turns: with add_generation_prompt it does not open "
+                                               r"the assistant turn.*Fix: set chat_template: to a bundled template"):
         vars(args).update(loss_settings(args, DataReport(format="messages"), tok))
 
 
+def test_a_stock_template_without_markers_is_masked_by_rendering_prefixes():
+    """No markers and no TRL variant, but prefixes render stably: instructkit tokenizes and masks (TRL's own loss
+    options off), the template untouched."""
+    tok = make_tokenizer()
+    tok.chat_template = chat_templates.chat_template_text("chatml").replace("{%- generation -%}", "").replace(
+        "{%- endgeneration -%}", "")
+    tok.add_special_tokens({"extra_special_tokens": ADDED["chatml"]})
+    args = type("Args", (), {})()
+    vars(args).update(loss_settings(args, DataReport(format="messages"), tok))
+    assert not args.assistant_only_loss and not args.completion_only_loss
+
+
 def test_a_tokenizer_template_trl_knows_is_left_for_trl_to_swap():
-    """Byte-identical to TRL's Llama 3 template: no markers, but TRL has a training variant; we don't replace it."""
+    """Byte-identical to TRL's Llama 3 template: no markers, but TRL has a training variant that trains exactly each
+    answer and its end of turn; we don't replace it."""
     from pathlib import Path
 
     import trl

@@ -16,6 +16,10 @@ def test_list_shows_every_recipe_with_its_command():
     for recipe in ("sft_full", "sft_lora", "sft_qlora"):
         assert f"accelerate launch recipes/{recipe}.py --config recipes/configs/{recipe}.yaml" in out
     assert "accelerate_configs/single_gpu.yaml" in out
+    per_model = out.split("per-model configs")[1]
+    for model in ("qwen2.5-7b", "llama-3.1-8b", "mistral-7b", "smollm2-1.7b"):
+        assert f"recipes/sft_qlora.py --config recipes/configs/{model}/sft_qlora.yaml" in per_model
+    assert "8 GPUs x 80 GB (deepspeed_zero3.yaml)" in per_model and "--num_processes 8 recipes/dpo.py" in per_model
 
 
 def test_embedded_reports_the_cached_build(embedded):
@@ -40,6 +44,24 @@ def test_inspect_marks_trained_tokens_and_prints_statistics(embedded, capsys):
         assert re.search(rf"\n{split}: (\d+) rows -> \1 tokenized, [\d,]+ tokens, [\d,]+ trained \(\d+\.\d%\)\n"
                          r"  length p50/p90/p99/max: \d+/\d+/\d+/\d+ \(max_length 96\)\n  truncated: \d+", out), out
     assert "preflight ok: " in out and "end of turn '<|im_end|>' trained" in out
+
+
+def test_inspect_shows_the_masks_found_on_a_stock_template(family, tmp_path, capsys):
+    """Qwen2.5's own template (no markers): the tokens instructkit's prefix rendering trains, tool calls included,
+    tool results and the newlines around each turn not."""
+    from families import chat_rows, write_jsonl
+    from instructkit.commands.main import main
+
+    data = write_jsonl(tmp_path / "chats.jsonl", chat_rows())
+    main(["inspect", "--model_name_or_path", str(family("qwen2.5").model_dir), "--dataset_name", str(data), "-n", "6",
+          "--test_split_size", "0"])
+    out = capsys.readouterr().out
+    assert "<|im_start|>assistant\n⟦Paris.<|im_end|>⟧\n<|im_start|>user\nAnd of Spain?" in out
+    assert '<|im_start|>assistant\n⟦<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n' \
+           '</tool_call><|im_end|>⟧\n<|im_start|>user\n<tool_response>\n21 C, sunny\n</tool_response><|im_end|>' in out
+    assert "loss on: assistant turns (content and end-of-turn token), found by rendering prefixes of the chat " \
+           "template" in out
+    assert "preflight ok: 6 training rows, end of turn '<|im_end|>' trained" in out
 
 
 def test_inspect_rejects_a_bad_override_like_a_recipe(capsys):

@@ -42,6 +42,29 @@ def test_cp_copies_the_recipe_its_config_and_launch_configs(tmp_path):
     assert "reads model_name_or_path: outputs/sft_full, which does not exist in d yet" in dpo.stdout
 
 
+def test_cp_with_a_per_model_config_copies_it_as_the_default_with_its_launch_config(tmp_path):
+    proc = cp("sft_full", "proj", "--config", "llama-3.1-8b", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    dest = tmp_path / "proj"
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == [
+        "accelerate_configs/deepspeed_zero3.yaml", "accelerate_configs/single_gpu.yaml", "configs/sft_full.yaml",
+        "sft_full.py"]
+    copied = (dest / "configs" / "sft_full.yaml").read_text()
+    shipped = (ROOT / "recipes" / "configs" / "llama-3.1-8b" / "sft_full.yaml").read_text()
+    assert "learning_rate: 5.0e-6" in copied and copied.count("\n") == shipped.count("\n")
+    assert "accelerate launch --config_file accelerate_configs/deepspeed_zero3.yaml --num_processes 8 sft_full.py " \
+           "--config configs/sft_full.yaml" in copied  # its command, rewritten for the copy
+    assert "run it:  cd proj && accelerate launch --config_file accelerate_configs/deepspeed_zero3.yaml " \
+           "--num_processes 8 sft_full.py" in proc.stdout
+    assert "meant for 8 GPUs x 80 GB (deepspeed_zero3.yaml): instructkit estimate --config configs/sft_full.yaml" \
+        in proc.stdout
+    assert "does not exist" not in proc.stdout  # meta-llama/Llama-3.1-8B is a hub name, not a missing folder
+    dpo = cp("dpo", "d", "--config", "qwen2.5-7b", cwd=tmp_path)
+    assert "reads model_name_or_path: outputs/qwen2.5-7b/sft_full, which does not exist in d yet" in dpo.stdout
+    wrong = cp("sft_full", "x", "--config", "qwen2.5-7", cwd=tmp_path)
+    assert wrong.returncode == 2 and "ships no config 'qwen2.5-7' — did you mean 'qwen2.5-7b'?" in wrong.stderr
+
+
 @pytest.mark.slow
 def test_copied_recipe_trains_outside_the_repo_and_its_qlora_adapter_merges(tmp_path, embedded):
     """As a new user: cp, edit the copy, launch it from its folder; then merge what it trained."""

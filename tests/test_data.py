@@ -233,11 +233,113 @@ def test_bad_mixture_entries_are_named(entry, message):
         load_instructions(mixture_args([entry]), seed=0)
 
 
-def test_string_rows_do_not_mix_with_conversations(tmp_path):
+def test_string_prompt_completion_rows_do_not_mix_with_conversations(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "i", "output": "o"}] * 4)
-    t = write_jsonl(tmp_path / "t.jsonl", [{"text": "plain"}] * 4)
-    with pytest.raises(InstructkitError, match=f"{t} hold plain-string rows"):
+    t = write_jsonl(tmp_path / "t.jsonl", [{"prompt": "plain", "completion": " text"}] * 4)
+    with pytest.raises(InstructkitError, match=f"{t} hold plain-string prompt/completion rows"):
         load_instructions(mixture_args([{"path": str(a)}, {"path": str(t)}]), seed=0)
+
+
+def test_text_corpus_replays_next_to_conversations_with_the_entries_held_out_splits(tmp_path):
+    """A .txt corpus (one row a line) mixed with conversations; test_split_size 0 keeps each entry's own held-out
+    splits (here a folder's test.jsonl), not a slice of the mixture."""
+    data = tmp_path / "chat"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", [{"instruction": f"Reverse w{i}", "output": f"{i}w"} for i in range(20)])
+    write_jsonl(data / "test.jsonl", [{"instruction": "Reverse q", "output": "q"}] * 3)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"statement {i} is true.\n" for i in range(40)) + "\n   \n")  # blank lines skipped
+    assert [r.data for r in read_file(corpus)][:1] == [{"text": "statement 0 is true."}] and len(read_file(corpus)) == 40
+    ds, report = load_instructions(mixture_args([{"path": str(data)}, {"path": str(corpus), "weight": 0.125}],
+                                                 test_split_size=0), seed=0)
+    assert [(m["format"], m["used"]) for m in report.mixture] == [("alpaca", 20), ("text", 5)]
+    assert report.form == "messages+text" and report.conversational and report.rows == {"train": 25, "test": 3}
+    kinds = [("text" if r["text"] is not None else "messages") for r in ds["train"]]
+    assert kinds.count("text") == 5 and kinds.count("messages") == 20
+    assert ds["test"][0]["prompt"][-1]["content"] == "Reverse q"  # the folder's own test split, as it is
+    assert exact_match_rows(ds["train"], 100)  # text rows have no target; conversation rows do
+
+
+def test_content_parts_are_joined_and_other_parts_named():
+    row = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hi"}]},
+                        {"role": "assistant", "content": [{"type": "text", "text": "Hi!"}]}]}
+    assert convert_row(row, "messages")["messages"] == [{"role": "user", "content": "Say hi"},
+                                                        {"role": "assistant", "content": "Hi!"}]
+    prompt = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "Q"}]}],
+              "completion": [{"role": "assistant", "content": [{"type": "text", "text": "A"}]}]}
+    assert convert_row(prompt, "prompt_completion")["completion"] == [{"role": "assistant", "content": "A"}]
+    image = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x.png"}},
+                                                       {"type": "text", "text": "What is this?"}]},
+                          {"role": "assistant", "content": "A cat."}]}
+    with pytest.raises(RowProblem) as info:
+        convert_row(image, "messages")
+    assert (info.value.field_name, info.value.problem) == (
+        "messages[0].content[0]", "is an 'image_url' part, but instructkit trains text models on text parts only")
+    with pytest.raises(RowProblem) as info:
+        convert_row({"messages": [{"role": "user", "content": [{"type": "txt", "text": "x"}]},
+                                  {"role": "assistant", "content": "y"}]}, "messages")
+    assert info.value.problem == "has unknown part type 'txt' — did you mean 'text'?"
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def tool_row(call, tool_turns=1, tools=(WEATHER,)):
+    messages = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "tool_calls": [call]}]
+    messages += [{"role": "tool", "content": "21 C"}] * tool_turns + [{"role": "assistant", "content": "21 C."}]
+    return {"messages": messages, **({"tools": list(tools)} if tools is not None else {})}
+
+
+def test_tool_calls_are_validated_and_normalized():
+    flat = convert_row(tool_row({"name": "get_weather", "arguments": '{"city": "Paris"}'}), "messages")
+    assert flat["messages"][1] == {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    assert flat["messages"][2] == {"role": "tool", "content": "21 C", "name": "get_weather"}  # named after its call
+    assert flat["tools"] == [WEATHER]
+    as_string = convert_row({**tool_row({"function": {"name": "get_weather", "arguments": {}}}),
+                             "tools": json.dumps([WEATHER])}, "messages")
+    assert as_string["tools"] == [WEATHER]
+
+
+@pytest.mark.parametrize("row, field, problem", [
+    (tool_row({"function": {"name": "get_weather", "arguments": "{city: Paris}"}}),
+     "messages[1].tool_calls[0].function.arguments", "is not valid JSON (Expecting property name enclosed in double "
+                                                     "quotes at column 2)"),
+    (tool_row({"function": {"name": "get_weather", "arguments": [1]}}),
+     "messages[1].tool_calls[0].function.arguments", "is list, not a JSON object"),
+    (tool_row({"function": {"name": "get_wether", "arguments": {}}}), "messages[1].tool_calls[0].function.name",
+     "calls 'get_wether', which the row's tools do not declare (tools: get_weather) — did you mean 'get_weather'?"),
+    (tool_row({"function": {"name": "get_weather"}}, tools=None), "messages[1].tool_calls[0].function.name",
+     "calls 'get_weather', which the row's tools do not declare (it declares no tools)"),
+    (tool_row({"function": {"arguments": {}}}), "messages[1].tool_calls[0]",
+     "is not a call: it needs a 'function' with a 'name'"),
+    (tool_row({"function": {"name": "get_weather"}}, tool_turns=2), "messages[3]",
+     "is a tool turn with no preceding call to answer"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"},
+                   {"role": "assistant", "content": "y"}]}, "messages[1]",
+     "is a tool turn with no preceding call to answer"),
+    ({**tool_row({"function": {"name": "get_weather"}}), "tools": "[{oops"}, "tools",
+     "is a string that is not valid JSON (Expecting property name enclosed in double quotes at column 3)"),
+])
+def test_bad_tool_rows_are_named(row, field, problem):
+    with pytest.raises(RowProblem) as info:
+        convert_row(row, "messages")
+    assert (info.value.field_name, info.value.problem) == (field, problem)
+
+
+def test_tool_rows_keep_their_own_arguments_on_disk(tmp_path):
+    """Arrow would give every call's arguments the keys of all the others, as nulls; rows with tools are stored as
+    JSON (datasets' Json feature) and come back exactly."""
+    add = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    rows = [tool_row({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}),
+            {**tool_row({"function": {"name": "add", "arguments": {"x": 1, "y": 2}}}, tools=[add])},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    ds, report = load_instructions(args_for(write_jsonl(tmp_path / "tools.jsonl", rows), test_split_size=0), seed=0)
+    calls = [r["messages"][1].get("tool_calls") for r in ds["train"]]
+    assert calls[0][0]["function"]["arguments"] == {"city": "Paris"}
+    assert calls[1][0]["function"]["arguments"] == {"x": 1, "y": 2}
+    assert ds["train"][1]["tools"] == [add] and ds["train"][2]["tools"] is None
+    assert "tool_calls" not in ds["train"][2]["messages"][1]
 
 
 def test_padding_free_rows_are_truncated_flattened_and_give_the_padded_loss():

@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 
 from conftest import ROOT, launch, make_tokenizer, sft_trainer, tiny_model
-from instructkit import chat_templates
+from instructkit import catalog, chat_templates
 from instructkit.config.arguments import EvaluateArguments, InstructkitArguments
 from instructkit.config.parsing import parse_args as parse_recipe_args
 from instructkit.config.resolved import RecipeConfig, resolved_config
@@ -236,6 +236,22 @@ def vllm_missing(e: Env):
 
 CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
         for i in range(4)]
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def tool_row(arguments, name: str = "get_weather") -> dict:
+    """A tool-calling conversation in TRL's form: tools, an assistant call, the tool's result, the answer."""
+    return {"tools": [WEATHER], "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": name, "arguments": arguments}}]},
+        {"role": "tool", "content": "21 C"}, {"role": "assistant", "content": "21 C."}]}
+
+
+def misspelled_per_model_config(e: Env):
+    shipped = (ROOT / "recipes" / "configs" / "qwen2.5-7b" / "sft_qlora.yaml").read_text()
+    assert "\nlora_alpha: 16" in shipped
+    e.parse("--config", e.write("sft_qlora.yaml", shipped.replace("\nlora_alpha: 16", "\nlora_alpah: 16")))
 SAFE_BASE = {"config.json": {"model_type": "llama"}, "model.safetensors": b""}
 PAIR = {"prompt": "q", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}
@@ -304,6 +320,12 @@ CASES = [
          lambda e: e.parse("--learning_rate"), "'--learning_rate' on the command line needs a value"),
     Case("config-flag-without-path", "config", "`--config` without a file",
          lambda e: e.parse("--max_steps", "3", "--config"), "--config on the command line has no file path"),
+    Case("per-model-config-unknown-key", "config", "a misspelled key in a copied per-model config "
+         "(`lora_alpah: 16` in qwen2.5-7b/sft_qlora.yaml)", misspelled_per_model_config,
+         "unknown key 'lora_alpah' in <tmp>/sft_qlora.yaml — did you mean 'lora_alpha'?"),
+    Case("cp-unknown-config", "config", "a per-model config name `instructkit cp` does not ship "
+         "(`--config qwen2.5-7`)", lambda e: catalog.config_file("sft_qlora", "qwen2.5-7"),
+         "recipe 'sft_qlora' ships no config 'qwen2.5-7' — did you mean 'qwen2.5-7b'?"),
     Case("config-twice", "config", "`--config` given twice",
          lambda e: e.parse("--config", "a.yaml", "--config", "b.yaml"), "--config is given twice"),
     Case("trainer-conflict", "config", "options the Trainer refuses together (`bf16: true` and `fp16: true`)",
@@ -319,9 +341,11 @@ CASES = [
     Case("completion-only-loss-on-text", "conflicts", "`completion_only_loss: true` with plain text data",
          lambda e: e.loss([{"text": f"row {i}"} for i in range(4)], "--completion_only_loss", "true"),
          "completion_only_loss: true needs prompt/completion rows"),
-    Case("template-without-generation-markers", "conflicts", "conversations with a chat template that has no "
-         "`{% generation %}` markers", plain_template_with_conversations,
-         "the tokenizer's template has no such markers and TRL knows no training variant of it"),
+    Case("template-cannot-mask-assistant-turns", "conflicts", "conversations with a chat template that has no "
+         "`{% generation %}` markers, that TRL knows no variant of, and whose generation prompt does not open the "
+         "assistant turn (so rendering prefixes cannot find the turns either)", plain_template_with_conversations,
+         "rendering prefixes of a conversation cannot find the turns: with add_generation_prompt it does not open "
+         "the assistant turn"),
     # --- paths, models, tokenizers, chat templates ---------------------------------------------------------------
     Case("model-path-missing", "paths", "a model folder that does not exist (`./no/such/model`)",
          lambda e: check_local_path("./no/such/model", "model_name_or_path"),
@@ -381,8 +405,8 @@ CASES = [
          "<tmp>/data.json: expected a JSON list of row objects, found dict"),
     Case("row-not-an-object", "data", "a .jsonl row that is not an object (`[1, 2]`)",
          lambda e: e.sft_data(e.write("data.jsonl", "[1, 2]\n")), "<tmp>/data.jsonl row 1: expected a JSON object"),
-    Case("unsupported-file-type", "data", "a data file of another type (`data.txt`)",
-         lambda e: e.sft_data(e.write("data.txt", "hello\n")), "<tmp>/data.txt: unsupported data file type '.txt'"),
+    Case("unsupported-file-type", "data", "a data file of another type (`data.xml`)",
+         lambda e: e.sft_data(e.write("data.xml", "<rows/>\n")), "<tmp>/data.xml: unsupported data file type '.xml'"),
     Case("empty-data-folder", "data", "a data folder without data files",
          lambda e: e.sft_data(str(Path(e.write("data/README.md", "hi")).parent)),
          "data folder <tmp>/data holds no .jsonl/.json/.csv/.parquet files"),
@@ -437,10 +461,31 @@ CASES = [
          "not start with its prompt", lambda e: load_preferences(InstructkitArguments(dataset_name=e.jsonl(
              "pairs.jsonl", [PAIR, PAIR, {**PAIR, "prompt": "another question"}]))),
          "<tmp>/pairs.jsonl row 3: field 'chosen' is a whole conversation that does not start with the row's prompt"),
-    Case("mixture-text-with-conversations", "data", "plain text data mixed with conversations",
+    Case("mixture-strings-with-conversations", "data", "plain-string prompt/completion rows mixed with "
+         "conversations (plain text mixes: it is replay)",
          lambda e: load_instructions(InstructkitArguments(dataset_mixture=[
-             {"path": e.jsonl("a.jsonl", GOOD)}, {"path": e.jsonl("t.jsonl", [{"text": "plain"}] * 3)}])),
-         "dataset_mixture: <tmp>/t.jsonl hold plain-string rows"),
+             {"path": e.jsonl("a.jsonl", GOOD)},
+             {"path": e.jsonl("t.jsonl", [{"prompt": "plain", "completion": " text"}] * 3)}])),
+         "dataset_mixture: <tmp>/t.jsonl hold plain-string prompt/completion rows"),
+    Case("tool-arguments-not-json", "data", "a tool call whose arguments are a string that is not JSON",
+         lambda e: e.bad_row(tool_row('{"city": Paris}'), CHAT),
+         "<tmp>/data.jsonl row 3: field 'messages[1].tool_calls[0].function.arguments' is not valid JSON"),
+    Case("tool-unknown", "data", "a tool call naming a tool the row's `tools` do not declare",
+         lambda e: e.bad_row(tool_row({"city": "Paris"}, name="get_wether"), CHAT),
+         "field 'messages[1].tool_calls[0].function.name' calls 'get_wether', which the row's tools do not declare "
+         "(tools: get_weather) — did you mean 'get_weather'?"),
+    Case("tool-turn-without-call", "data", "a `tool` turn with no preceding call to answer",
+         lambda e: e.bad_row({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "21 C"},
+                                           {"role": "assistant", "content": "21 C."}]}, CHAT),
+         "<tmp>/data.jsonl row 3: field 'messages[1]' is a tool turn with no preceding call to answer"),
+    Case("content-part-unknown-type", "data", "a content part of an unknown type (`{\"type\": \"txt\"}`)",
+         lambda e: e.bad_row({"messages": [{"role": "user", "content": [{"type": "txt", "text": "hi"}]},
+                                           {"role": "assistant", "content": "hello"}]}, CHAT),
+         "<tmp>/data.jsonl row 3: field 'messages[0].content[0]' has unknown part type 'txt' — did you mean 'text'?"),
+    Case("content-part-not-text", "data", "a non-text content part (an image) for a text model",
+         lambda e: e.bad_row({"messages": [{"role": "user", "content": [{"type": "image", "image": "cat.png"}]},
+                                           {"role": "assistant", "content": "A cat."}]}, CHAT),
+         "field 'messages[0].content[0]' is an 'image' part, but instructkit trains text models on text parts only"),
     Case("prompts-fill-max-length", "data", "every prompt longer than `max_length` (no trained token left)",
          prompts_fill_max_length, "no training row has a trained token left: every prompt fills max_length=16"),
     # --- output_dir, resuming, training ------------------------------------------------------------------------------

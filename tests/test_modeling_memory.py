@@ -110,3 +110,34 @@ def test_a_misspelled_key_is_refused_like_in_a_recipe_and_dpo_configs_are_read(t
 
     dpo = recipe_config(str(ROOT / "recipes" / "configs" / "dpo.yaml"))  # DPO's keys (beta, ...) are known keys
     assert setup_from_config(dpo, None, gpu=False).mode == "full"        # use_peft: false beside lora_* keys
+
+
+def test_a_per_model_config_is_checked_against_the_hardware_it_is_meant_for():
+    r = estimate(str(ROOT / "recipes" / "configs" / "qwen2.5-7b" / "sft_qlora.yaml"))  # Qwen/Qwen2.5-7B's shape
+    assert r["intended"] == "1 GPU x 24 GB (single_gpu.yaml)" and r["limit_bytes"] == 24e9 and r["devices"] == 1
+    assert r["shape"]["vocab"] == 152064 and 7.6e9 < r["shape"]["params"] < 7.7e9 and r["setup"]["mode"] == "qlora"
+    other = estimate(str(ROOT / "recipes" / "configs" / "qwen2.5-7b" / "sft_qlora.yaml"), gpus=1, gpu_memory="8GB")
+    assert other["intended"] is None and other["rows"][0]["fits"] is False  # other hardware when asked
+    dpo = estimate(str(ROOT / "recipes" / "configs" / "qwen2.5-7b" / "dpo.yaml"))
+    full = estimate(str(ROOT / "recipes" / "configs" / "qwen2.5-7b" / "sft_full.yaml"))
+    assert dpo["setup"]["reference"] and dpo["setup"]["sequences"] == 2 and not full["setup"]["reference"]
+    assert dpo["rows"][0]["strategy"] == "zero3" and dpo["devices"] == 8
+
+
+def test_the_per_model_estimates_in_the_docs_are_current():
+    """README.md and docs/launching.md show `instructkit estimate --shipped`; every config fits what it is meant for.
+    Regenerate: INSTRUCTKIT_UPDATE_DOCS=1 python -m pytest tests/test_modeling_memory.py"""
+    import os
+
+    from instructkit.modeling.memory import shipped_table
+
+    table = shipped_table()
+    assert table.count("\n") == 17 and "**no**" not in table
+    start, end = "-->\n", "\n<!-- end of per-model estimates -->"
+    for page in (ROOT / "README.md", ROOT / "docs" / "launching.md"):
+        text = page.read_text()
+        head, rest = text.split("<!-- per-model estimates", 1)
+        marker, rest = rest.split(start, 1)
+        if os.environ.get("INSTRUCTKIT_UPDATE_DOCS") == "1":
+            page.write_text(head + "<!-- per-model estimates" + marker + start + table + end + rest.split(end, 1)[1])
+        assert page.read_text().split("<!-- per-model estimates", 1)[1].split(start, 1)[1].startswith(table + end), page

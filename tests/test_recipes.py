@@ -112,3 +112,21 @@ def test_first_use_builds_the_embedded_default_in_a_child_process(tmp_path):
     assert_ok(proc)
     assert len(list(cache.glob("embedded-*/BUILD.json"))) == 1
     assert "building the embedded default" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_replay_recipe_mixes_the_base_prose_into_sft(tmp_path, embedded):
+    """recipes/configs/sft_full_replay.yaml: instructions plus the base's pretraining prose, text rows trained on every
+    token, held-out exact match on the default's own held-out splits."""
+    out = tmp_path / "replay"
+    proc = launch("sft_full", "--config", "recipes/configs/sft_full_replay.yaml", *FEW_STEPS, "--output_dir", str(out))
+    assert_ok(proc)
+    metrics = json.loads((out / "metrics.json").read_text())
+    mixture = {m["path"]: m for m in metrics["data"]["mixture"]}
+    assert mixture["embedded_prose"]["format"] == "text" and mixture["embedded"]["format"] == "alpaca"
+    tokens = metrics["data"]["tokens"]
+    assert tokens["text"]["rows"] == mixture["embedded_prose"]["used"] > 0
+    assert tokens["text"]["trained"] == tokens["text"]["tokens"] and tokens["conversations"]["trained"] < \
+        tokens["conversations"]["tokens"]
+    assert set(metrics["exact_match"]["after"]) == {"test", "test_phrasings"}
+    assert "data: tokenized by instructkit (assistant turns found by the template's markers)" in proc.stdout

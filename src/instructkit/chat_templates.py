@@ -14,9 +14,11 @@ for BOS-using families render `{{ bos_token }}` once, and a tokenizer that adds 
 Rendering to text and then calling `tokenizer(text)` would give two; `preflight` checks the tokenized rows. String
 (non-conversational) prompt/completion and text rows are encoded with the tokenizer's defaults and get its own BOS.
 
-A tokenizer whose own template is byte-identical to one TRL knows (Llama 3, Qwen2.5, Gemma, ...) keeps it: with
-assistant-only loss TRL swaps in its training variant by itself (`get_training_chat_template`); nothing here
-replaces a template unless `chat_template:` asks for it.
+A tokenizer keeps its own template unless `chat_template:` asks for another: a stock template without markers is
+masked by TRL's training variant where TRL knows it and that variant trains exactly each answer and its end of turn,
+else by rendering prefixes (`data.masks`, `training.sft.mask_method`). `qwen2_5_tools` and `llama3_1_tools` are the
+stock Qwen2.5 / Llama 3.1 Instruct templates with markers (tools, tool calls and tool results render as the models'
+own); the other bundled templates render plain conversations only.
 
 `chat_template:` (and TRL's `chat_template_path:`) takes a bundled template's name, a .jinja file, a tokenizer
 folder holding one, or the template itself inline (how the alignment-handbook's recipes give it). A given template
@@ -40,7 +42,9 @@ TRAINING_VARIANTS_DIR = TEMPLATES_DIR / "training"
 TEMPLATE_TOKENS = {
     "chatml": ("<|im_start|>", "<|im_end|>"),
     "qwen2_5": ("<|im_start|>", "<|im_end|>"),
+    "qwen2_5_tools": ("<|im_start|>", "<|im_end|>"),
     "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "llama3_1_tools": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
     "gemma": ("<start_of_turn>", "<end_of_turn>"),
 }
 

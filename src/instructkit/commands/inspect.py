@@ -85,7 +85,12 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
     """
     from trl import SFTTrainer
 
-    from instructkit.training.sft import load_sft_data, parse_sft_config, resolve_sft  # heavy: TRL's callbacks
+    from instructkit.training.sft import (  # heavy: TRL's callbacks
+        load_sft_data,
+        parse_sft_config,
+        resolve_sft,
+        trainer_splits,
+    )
 
     out = out or sys.stdout
     config = parse_sft_config(argv, check_output=False)
@@ -96,13 +101,15 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
         shown = config.replace(training={"packing": False, "eval_packing": False, "padding_free": False,
                                          "output_dir": scratch, "push_to_hub": False})
         shown = resolve_sft(shown, data.report, tokenizer)
+        splits = trainer_splits(shown, data, tokenizer, held_out=None)
+        tokenized = splits["train"] if splits["train"] is not data.train else None
         trainer = SFTTrainer(model=load_model(shown, tokenizer), args=shown.training, processing_class=tokenizer,
-                             train_dataset=data.train, eval_dataset=data.held_out or None)
+                             train_dataset=splits.pop("train"), eval_dataset=splits or None)
     prepared = {"train": trainer.train_dataset, **(trainer.eval_dataset or {})}
     print_rows(tokenizer, prepared["train"], n, out)
     print("== statistics", file=out)
     print(f"format: {data.report.format}, max_length: {shown.training.max_length}, "
-          f"loss on: {_loss_on(shown.training)}", file=out)
+          f"loss on: {_loss_on(shown.training, shown.script, data.report)}", file=out)
     if config.training.packing:
         print(f"(the config packs rows into sequences of max_length with packing_strategy="
               f"{config.training.packing_strategy}; shown and counted unpacked)", file=out)
@@ -113,7 +120,7 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
         print("skipped before tokenization (on_bad_rows: skip): " + ", ".join(
             f"{reason}: {k}" for reason, k in data.report.skipped.most_common()), file=out)
     print_template(config, tokenizer, trainer, out)
-    result = preflight.check(trainer, data.report)
+    result = preflight.check(trainer, data.report, tokenized)
     print(preflight.summary(result), file=out)
     return result
 
@@ -140,11 +147,16 @@ def print_rows(tokenizer, prepared, n: int, out) -> None:
         print(highlight(tokenizer, row["input_ids"], row["labels"], marks), file=out)
 
 
-def _loss_on(args) -> str:
+def _loss_on(args, script, report) -> str:
+    forms = set((report.form or "").split("+"))
+    if "text" in forms and report.conversational:
+        return "assistant turns of conversations (content and end-of-turn token), every token of text rows"
     if args.assistant_only_loss and args.completion_only_loss:
         return "the completion's assistant content and end-of-turn token"
     if args.assistant_only_loss:
         return "assistant turns (content and end-of-turn token)"
+    if script.assistant_masks == "prefix" and "messages" in forms:
+        return "assistant turns (content and end-of-turn token), found by rendering prefixes of the chat template"
     if args.completion_only_loss:
         return "the completion"
     return "every token"

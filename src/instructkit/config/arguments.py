@@ -53,9 +53,22 @@ class InstructkitArguments:
     chat_template: str | None = dataclasses.field(
         default=None,
         metadata={
-            "help": "A bundled chat template (alpaca, chatml, gemma, llama3, mistral, qwen2_5, zephyr) or a path to a "
-            ".jinja file; replaces the tokenizer's own template. Control tokens the bundled template needs are added "
+            "help": "A bundled chat template (alpaca, chatml, gemma, llama3, llama3_1_tools, mistral, qwen2_5, "
+            "qwen2_5_tools, zephyr; *_tools render tool calls) or a path to a .jinja file; replaces the tokenizer's "
+            "own template. Control tokens the bundled template needs are added "
             "to the tokenizer, and their embeddings are trained (also under LoRA)."
+        },
+    )
+    assistant_masks: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "How conversations are trained on their assistant turns only: 'template' = the chat template's "
+            "{% generation %} markers, or TRL's training variant of a stock template it knows (TRL tokenizes); "
+            "'prefix' = instructkit finds each turn by rendering prefixes of the conversation with the tokenizer's "
+            "own template and hands TRL input_ids + assistant_masks; 'auto' = 'template' when the template has "
+            "markers or TRL's variant trains exactly each answer and its end-of-turn token, else 'prefix'. "
+            "config.yaml records the choice.",
+            "choices": ["auto", "template", "prefix"],
         },
     )
     on_bad_rows: str = dataclasses.field(

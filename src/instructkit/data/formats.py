@@ -7,7 +7,7 @@ them, or a hub dataset name. Formats, detected from the columns unless `dataset_
 |-------------------|-------------------------------------------|---------------------------------------------|
 | alpaca            | instruction, output, [input], [system]    | conversational prompt / completion          |
 | prompt_completion | prompt, completion (strings or messages)  | unchanged                                   |
-| messages          | messages: [{role, content}, ...]          | messages (assistant-only loss)              |
+| messages          | messages: [{role, content}, ...], [tools] | messages (assistant-only loss), tools       |
 | sharegpt          | conversations: [{from, value}, ...]       | messages (assistant-only loss)              |
 | text              | text                                      | text (plain language modelling)             |
 | preference        | chosen, rejected, [prompt] (strings or    | prompt / chosen / rejected (for DPO; an     |
@@ -15,14 +15,17 @@ them, or a hub dataset name. Formats, detected from the columns unless `dataset_
 |                   | a prompt + whole conversations that start |                                             |
 |                   | with it: ultrafeedback_binarized's shape) |                                             |
 
-Every row is checked before anything is tokenized; a bad row stops the run with file, row, field,
-problem and fix (or, with `on_bad_rows: skip`, is skipped and counted). Nothing is dropped silently: columns no
-field of the format reads (ids, scores such as ultrafeedback's score_chosen) are counted and logged as ignored; a
-row's `task` and `chat_template_kwargs` (rendering options TRL passes to the chat template per row) are kept.
+Content may be a list of text parts (joined); assistant turns may carry `tool_calls`, answered by `tool` turns, with
+the row's `tools` (data.conversations). Every row is checked before anything is tokenized; a bad row stops the run
+with file, row, field, problem and fix (or, with `on_bad_rows: skip`, is skipped and counted). Nothing is dropped
+silently: columns no field of the format reads (ids, scores such as ultrafeedback's score_chosen) are counted and
+logged as ignored; a row's `task` and `chat_template_kwargs` (rendering options TRL passes to the chat template per
+row) are kept.
 """
 
 from __future__ import annotations
 
+from instructkit.data.conversations import RowProblem, ToolTurns, content_text, tool_calls, tools_of
 from instructkit.data.report import DataReport
 from instructkit.data.sources import Record
 from instructkit.errors import InstructkitError
@@ -35,7 +38,7 @@ FORMAT_COLUMNS = {  # detection order matters: the first whose required columns 
     "prompt_completion": ({"prompt", "completion"}, set()),
     "text": ({"text"}, set()),
 }
-ROLES = {"system", "user", "assistant"}
+ROLES = {"system", "user", "assistant", "tool"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 MAX_REPORTED_ROWS = 10
 CARRIED = ("task", "chat_template_kwargs")  # kept next to the converted row
@@ -55,11 +58,6 @@ def detect_format(records: list[Record], requested: str = "auto") -> str:
             "columns, or set dataset_format.")
 
 
-class RowProblem(Exception):
-    def __init__(self, field_name: str, problem: str, fix: str):
-        self.field_name, self.problem, self.fix = field_name, problem, fix
-
-
 def _text(data: dict, key: str, required: bool = True, allow_empty: bool = False) -> str:
     value = data.get(key)
     if value is None or (isinstance(value, float) and value != value):  # missing, null or CSV NaN
@@ -73,28 +71,39 @@ def _text(data: dict, key: str, required: bool = True, allow_empty: bool = False
     return value
 
 
+def _message(m, field: str, role_key: str, content_key: str, roles, tools) -> dict:
+    """One message: its role, its content as a string (text parts joined), an assistant turn's tool calls."""
+    calls = m.get("tool_calls") if isinstance(m, dict) else None
+    if not isinstance(m, dict) or role_key not in m or (content_key not in m and not calls):
+        raise RowProblem(field, f"needs '{role_key}' and '{content_key}'",
+                         f"write each message as {{'{role_key}': ..., '{content_key}': ...}}")
+    role = (roles or {r: r for r in ROLES}).get(m[role_key])
+    if role is None:
+        allowed = ", ".join(sorted(roles or ROLES))
+        raise RowProblem(f"{field}.{role_key}", f"unknown role {m[role_key]!r}", f"use one of: {allowed}")
+    content = m.get(content_key)
+    message = {"role": role, "content": content_text("" if content is None and calls else content,
+                                                     f"{field}.{content_key}")}
+    if calls is not None and role == "assistant":
+        message["tool_calls"] = tool_calls(calls, f"{field}.tool_calls", tools)
+    if role == "tool" and isinstance(m.get("name"), str):
+        message["name"] = m["name"]
+    return message
+
+
 def _messages(value, key: str, role_key: str = "role", content_key: str = "content", roles=None,
-              require_assistant: bool = True) -> list[dict]:
+              require_assistant: bool = True, tools: list | None = None) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise RowProblem(key, "is not a non-empty list of messages", f"write '{key}' as [{{'{role_key}': ..., "
                                                                      f"'{content_key}': ...}}, ...]")
-    out = []
+    out, tool_turns = [], ToolTurns()
     for i, m in enumerate(value):
-        if not isinstance(m, dict) or role_key not in m or content_key not in m:
-            raise RowProblem(f"{key}[{i}]", f"needs '{role_key}' and '{content_key}'",
-                             f"write each message as {{'{role_key}': ..., '{content_key}': ...}}")
-        role = (roles or {r: r for r in ROLES}).get(m[role_key])
-        if role is None:
-            allowed = ", ".join(sorted(roles or ROLES))
-            raise RowProblem(f"{key}[{i}].{role_key}", f"unknown role {m[role_key]!r}", f"use one of: {allowed}")
-        if not isinstance(m[content_key], str):
-            raise RowProblem(f"{key}[{i}].{content_key}", "is not a string", "write message content as a string")
-        out.append({"role": role, "content": m[content_key]})
+        out.append(tool_turns.after(_message(m, f"{key}[{i}]", role_key, content_key, roles, tools), f"{key}[{i}]"))
     turns = [m for m in out if m["role"] != "system"]
     if any(m["role"] == "system" for m in out[1:]):
         raise RowProblem(key, "has a system message after the first turn", "put the system message first")
     for a, b in zip(turns, turns[1:]):
-        if a["role"] == b["role"]:
+        if a["role"] == b["role"] and a["role"] != "tool":
             raise RowProblem(key, f"has two '{a['role']}' turns in a row", "alternate user and assistant turns")
     if not turns or turns[0]["role"] != "user":
         raise RowProblem(key, "does not start with a user turn (after an optional system message)",
@@ -105,9 +114,20 @@ def _messages(value, key: str, role_key: str = "role", content_key: str = "conte
         return out
     if not any(m["role"] == "assistant" for m in out):
         raise RowProblem(key, "has no assistant turn, so nothing would be trained", "add the assistant's reply")
-    if any(m["role"] == "assistant" and not m["content"].strip() for m in out):
-        raise RowProblem(key, "has an empty assistant turn", "give every assistant turn some text")
+    if any(m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls") for m in out):
+        raise RowProblem(key, "has an empty assistant turn", "give every assistant turn some text or tool calls")
     return out
+
+
+def _answers(value, key: str, after: str = "") -> list[dict]:
+    """A completion, chosen or rejected answer: non-empty assistant messages (content parts joined)."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) and m.get("role") == "assistant" for m in value):
+        out = [{"role": "assistant", "content": content_text(m.get("content"), f"{key}[{i}].content")}
+               for i, m in enumerate(value)]
+        if all(m["content"].strip() for m in out):
+            return out
+    raise RowProblem(key, f"must be a non-empty list of non-empty assistant messages{after}",
+                     f"write '{key}' as [{{'role': 'assistant', 'content': ...}}]")
 
 
 def convert_row(data: dict, fmt: str) -> dict:
@@ -123,16 +143,11 @@ def convert_row(data: dict, fmt: str) -> dict:
             prompt = _messages(data.get("prompt"), "prompt", require_assistant=False) if data.get("prompt") else None
             if prompt is None:
                 raise RowProblem("prompt", "missing", "add the prompt messages")
-            completion = data.get("completion")
-            if not isinstance(completion, list) or not completion or any(
-                    not isinstance(m, dict) or m.get("role") != "assistant" or not str(m.get("content", "")).strip()
-                    for m in completion):
-                raise RowProblem("completion", "must be a non-empty list of non-empty assistant messages",
-                                 "write completion as [{'role': 'assistant', 'content': ...}]")
-            return {"prompt": prompt, "completion": [{"role": "assistant", "content": m["content"]} for m in completion]}
+            return {"prompt": prompt, "completion": _answers(data.get("completion"), "completion")}
         return {"prompt": _text(data, "prompt"), "completion": _text(data, "completion")}
     if fmt == "messages":
-        return {"messages": _messages(data.get("messages"), "messages")}
+        tools = tools_of(data.get("tools"))
+        return {"messages": _messages(data.get("messages"), "messages", tools=tools), **({"tools": tools} if tools else {})}
     if fmt == "sharegpt":
         return {"messages": _messages(data.get("conversations"), "conversations", "from", "value", SHAREGPT_ROLES)}
     if fmt == "text":
@@ -206,12 +221,7 @@ def _preference_row(data: dict) -> dict:
         value = data.get(key)
         if isinstance(value, str):
             value = [{"role": "assistant", "content": value}]
-        if (not isinstance(value, list) or not value or any(
-                not isinstance(m, dict) or m.get("role") != "assistant" or not isinstance(m.get("content"), str)
-                or not m["content"].strip() for m in value)):
-            raise RowProblem(key, "must be a non-empty list of non-empty assistant messages after the prompt",
-                             f"write '{key}' as [{{'role': 'assistant', 'content': ...}}]")
-        out[key] = [{"role": "assistant", "content": m["content"]} for m in value]
+        out[key] = _answers(value, key, " after the prompt")
     if out["chosen"] == out["rejected"]:
         raise RowProblem("rejected", "is the same as 'chosen'", "give a worse answer, or remove the row")
     return out

@@ -22,12 +22,14 @@ class DataReport:
     conversational: bool = True  # rows are message lists (rendered by the chat template), not plain strings
     excluded: list = field(default_factory=list)  # file:row of valid training rows left out (decontaminate: drop)
     decontamination: dict | None = None  # the overlap report of the training rows with the benchmarks
+    tokens: dict = field(default_factory=dict)   # rows instructkit tokenized: {conversations|text: rows, tokens, trained}
 
     def as_dict(self) -> dict:
         return {"format": self.format, "rows": self.rows, "skipped": dict(self.skipped), "truncated": self.truncated,
                 **({"ignored_columns": dict(self.ignored)} if self.ignored else {}),
                 **({"mixture": self.mixture} if self.mixture else {}),
-                **({"excluded": self.excluded} if self.excluded else {})}
+                **({"excluded": self.excluded} if self.excluded else {}),
+                **({"tokens": self.tokens} if self.tokens else {})}
 
     def lines(self) -> list[str]:
         out = [f"data: format={self.format} " + " ".join(f"{k}={v}" for k, v in self.rows.items())]

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instructkit.data.kinds import INSTRUCTIONS, DataKind
+from instructkit.embedded import ensure_prose
 from instructkit.errors import InstructkitError
 from instructkit.paths import looks_like_local_path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_SUFFIX = ".txt"  # a plain-text corpus, one text row per line: read when named, never picked up from a folder
 TEST_SPLIT_NAMES = ("test", "validation", "valid", "val", "eval", "dev")
 
 
@@ -86,8 +88,12 @@ def _read_file(path: Path) -> list[Record]:
         import pyarrow.parquet as pq
 
         return [Record(src, i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+    if suffix == TEXT_SUFFIX:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\n") for line in f]
+        return [Record(src, i, {"text": line}) for i, line in enumerate(lines, 1) if line.strip()]
     raise InstructkitError(f"{src}: unsupported data file type {suffix!r}.",
-                           fix=f"use one of {', '.join(DATA_SUFFIXES)}.")
+                           fix=f"use one of {', '.join(DATA_SUFFIXES + (TEXT_SUFFIX,))} (.txt: one text row a line).")
 
 
 def _require_objects(records: list[Record]) -> list[Record]:
@@ -101,10 +107,13 @@ def _require_objects(records: list[Record]) -> list[Record]:
 def read_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTIONS, splits: tuple[str, ...] = (),
                 data_dir: str | None = None, data_files=None, where: str | None = None) -> dict[str, list[Record]]:
     """Records per split. `embedded` is the embedded default's data of this `kind` (instructions, or preference pairs
-    for DPO). A file is one `train` split; a flat folder is split by file name. Data read by `datasets` (a hub-layout
-    folder, a hub name, `data_files`) gives the `splits` asked for: the first must exist, the others may."""
+    for DPO); `embedded_prose` its base's pretraining prose (text rows). A file is one `train` split (a `.txt` file
+    holds one text row per line); a flat folder is split by file name. Data read by `datasets` (a hub-layout folder,
+    a hub name, `data_files`) gives the `splits` asked for: the first must exist, the others may."""
     if name == "embedded":
         name = str(kind.embedded_dir())
+    elif name == "embedded_prose":  # the embedded base's pretraining prose, for replay in a mixture
+        name = str(ensure_prose())
     path = Path(name).expanduser()
     where = where or f"dataset {name}"
     if path.is_file() and data_files is None:
@@ -118,7 +127,7 @@ def read_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTI
         for f in files:
             found.setdefault(_split_of(f.stem), []).extend(read_file(f))
         return found
-    if not path.exists() and looks_like_local_path(name, DATA_SUFFIXES) and data_files is None:
+    if not path.exists() and looks_like_local_path(name, DATA_SUFFIXES + (TEXT_SUFFIX,)) and data_files is None:
         raise InstructkitError(f"data file {name} does not exist (relative paths start at {Path.cwd()}).",
                                fix="pass dataset_name with the path of an existing file or folder, "
                                    "or 'embedded' for the built-in data set.")

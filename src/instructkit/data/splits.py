@@ -34,12 +34,14 @@ def exact_match_rows(dataset, limit: int, seed: int = 0) -> list[dict]:
     rows = []
     picked = range(len(dataset)) if len(dataset) <= limit else sorted(random.Random(seed).sample(range(len(dataset)), limit))
     for row in dataset.select(picked):
-        if "completion" in row or "chosen" in row:  # a preference row: the chosen answer is the target
-            completion = row["completion"] if "completion" in row else row["chosen"]
+        if row.get("completion") is not None or row.get("chosen") is not None:  # preference: the chosen answer
+            completion = row["completion"] if row.get("completion") is not None else row["chosen"]
             target = completion[-1]["content"] if isinstance(completion, list) else completion
             rows.append({"prompt": row["prompt"], "target": target, "task": row.get("task") or "all"})
-        elif "messages" in row:
+        elif row.get("messages"):  # the last answer in words (a tool call is no exact-match target)
             msgs = row["messages"]
-            last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-            rows.append({"prompt": msgs[:last], "target": msgs[last]["content"], "task": row.get("task") or "all"})
+            last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant" and not m.get("tool_calls")),
+                       default=None)
+            if last is not None:
+                rows.append({"prompt": msgs[:last], "target": msgs[last]["content"], "task": row.get("task") or "all"})
     return rows

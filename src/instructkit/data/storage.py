@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from instructkit.data.conversations import has_tools
 from instructkit.data.formats import form_of, is_conversational
 from instructkit.data.report import DataReport
 
@@ -14,8 +15,8 @@ def to_datasets(out: dict[str, list[dict]], report: DataReport):
     from datasets import DatasetDict
 
     report.rows = {k: len(v) for k, v in out.items()}
-    report.conversational = is_conversational(out["train"][0])
-    report.form = form_of(out["train"][0])
+    report.conversational = any(is_conversational(r) for r in out["train"])
+    report.form = "+".join(sorted({form_of(r) for r in out["train"]}))  # e.g. messages+text: replay in a mixture
     return DatasetDict({k: on_disk(v) for k, v in out.items()}), report
 
 
@@ -40,9 +41,29 @@ def on_disk(rows: list[dict]):
     folder = Path(datasets.config.HF_DATASETS_CACHE) / "instructkit" / digest.hexdigest()[:24]
     if not (folder / "state.json").exists():
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        Dataset.from_list(rows).save_to_disk(str(tmp))
+        as_arrow(rows).save_to_disk(str(tmp))
         try:
             tmp.rename(folder)
         except OSError:  # another process (e.g. the other rank) wrote it first: same content
             shutil.rmtree(tmp, ignore_errors=True)
     return load_from_disk(str(folder))
+
+
+JSON_COLUMNS = ("messages", "tools")
+
+
+def as_arrow(rows: list[dict]):
+    """The rows as a Dataset. Rows with tools or tool calls keep `messages` and `tools` as JSON (datasets' Json
+    feature): Arrow would give every call's arguments (and every tool schema) the keys of all the others, as nulls,
+    which templates then render."""
+    from datasets import Dataset, Features, Json
+
+    keys = dict.fromkeys(k for r in rows for k in r)  # from_list takes the first row's keys only (a mixture: text+chat)
+    rows = [r if len(r) == len(keys) else {k: r.get(k) for k in keys} for r in rows]
+    if not has_tools(rows):
+        return Dataset.from_list(rows)
+    rest = [{k: v for k, v in r.items() if k not in JSON_COLUMNS} for r in rows]
+    features = dict(Dataset.from_list(rest).features) if any(rest) else {}
+    features.update({column: Json() for column in JSON_COLUMNS})
+    return Dataset.from_list([{**r, "tools": r.get("tools"), "messages": r.get("messages")} for r in rows],
+                             features=Features(features))

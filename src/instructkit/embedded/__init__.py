@@ -48,6 +48,11 @@ class EmbeddedAssets:
         return self.root / "preference"
 
     @property
+    def prose_file(self) -> Path:
+        """The base's pretraining prose, one statement per line (`ensure_prose` writes it)."""
+        return self.root / "prose" / "pretraining.txt"
+
+    @property
     def info(self) -> dict:
         return json.loads((self.root / "BUILD.json").read_text())
 
@@ -131,3 +136,23 @@ def ensure_preference_data(spec: EmbeddedSpec | None = None) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     return out
+
+
+def ensure_prose(spec: EmbeddedSpec | None = None) -> Path:
+    """The embedded base's pretraining prose as a text corpus, one statement per line ("zeka means gravel."): the
+    statements it was pretrained on, in that order, for general-text replay during SFT (`path: embedded_prose` in a
+    dataset_mixture). Written next to the cached build on first use."""
+    from filelock import FileLock
+
+    spec = spec or current_spec()
+    path = ensure_embedded(spec).prose_file
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            facts = W.pretraining_facts(W.World(spec.seed), spec.pretrain_facts, spec.seed)
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp.write_text("".join(f["prompt"] + f["completion"] + "\n" for f in facts))
+            tmp.rename(path)
+    return path

@@ -20,8 +20,13 @@ is loaded) and the recipe config (batch, max_length, activation checkpointing, L
   activation checkpointing (the saved inputs of norms, projections, attention output and the gated MLP;
   no seq^2 term: sdpa / FlashAttention keep no attention matrix), one h-sized value per token per layer plus one
   layer's worth with it; plus the LM head's tiles of logits;
+* DPO (a config naming `beta`): the reference model's weights too (a frozen copy in the load dtype, sharded like the
+  weights; none under LoRA, where the reference is the adapter disabled, or with precomputed reference log-probs),
+  and every pair's chosen and rejected answers go through the model together (twice the tokens);
 * overhead: ~0.8 GB per GPU (CUDA context, allocator), ~0.7 GB for a CPU process (Python, torch, transformers, TRL).
-It is an estimate: allocator fragmentation and framework buffers (DeepSpeed's communication buckets) come on top.
+A shipped per-model config names the hardware it is meant for (`# Meant for: 8 GPUs x 80 GB (accelerate_configs/...)`);
+without --gpus / --gpu-memory / --launch it is checked against that. The shapes of the models the per-model configs
+name are known (their published config.json) when the hub is not reachable. It is an estimate: allocator fragmentation and framework buffers (DeepSpeed's communication buckets) come on top.
 benchmarks/RESULTS.md compares it with measured peaks.
 """
 
@@ -31,6 +36,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from instructkit.catalog import intended_hardware, launch_configs_dir, recipe_configs, recipe_names
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import load_checked_config
 from instructkit.embedded import current_spec
@@ -79,6 +85,8 @@ class Setup:
     lora_targets: tuple = ()            # empty: all linear layers
     double_quant: bool = True
     deepspeed: bool = False
+    reference: bool = False             # DPO: a frozen reference copy of the weights
+    sequences: int = 1                  # sequences per row through the model (DPO: chosen + rejected)
 
 
 def shape_from_config(config) -> Shape:
@@ -126,6 +134,8 @@ def breakdown(shape: Shape, s: Setup) -> dict:
 
     n = max(s.devices, 1)
     host = 0.0
+    if s.reference:  # DPO's frozen reference: the same weights once more, in the load dtype
+        weights += shape.params * w
     layer_weights = weights / max(shape.layers, 1)
     if s.strategy in ("zero2", "zero3", "zero3_offload"):
         grads, optimizer = grads / n, optimizer / n
@@ -135,7 +145,7 @@ def breakdown(shape: Shape, s: Setup) -> dict:
         host = weights / n + optimizer + grads  # weights, optimizer state (and its fp32 gradients) in host RAM
         weights, optimizer, grads = layer_weights, 0.0, 0.0
 
-    tokens = s.batch * s.seq
+    tokens = s.batch * s.seq * s.sequences
     act_bytes = w
     per_token_layer = 6 * shape.hidden + 4 * shape.kv_dim + 4 * shape.intermediate
     if s.checkpointing:
@@ -161,8 +171,43 @@ def parse_size(text: str) -> float:
     return float(m.group(1)) * scale
 
 
+# The published config.json of the models the per-model configs name (their shape only), for when the hub is out of
+# reach: huggingface.co/<name>/blob/main/config.json.
+PUBLISHED_SHAPES = {
+    "Qwen/Qwen2.5-7B": ("qwen2", dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                                      num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                                      tie_word_embeddings=False)),
+    "meta-llama/Llama-3.1-8B": ("llama", dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
+                                              num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                                              tie_word_embeddings=False)),
+    "mistralai/Mistral-7B-v0.1": ("mistral", dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                                                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                                                  tie_word_embeddings=False)),
+    "HuggingFaceTB/SmolLM2-1.7B": ("llama", dict(vocab_size=49152, hidden_size=2048, intermediate_size=8192,
+                                                 num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32,
+                                                 tie_word_embeddings=True)),
+}
+# The per-model DPO configs start from that model's SFT output (outputs/<model>/sft_full): the same shape
+SFT_OUTPUT = re.compile(r"^outputs/(?P<model>[^/]+)/sft_\w+$")
+MODEL_FOLDERS = {"qwen2.5-7b": "Qwen/Qwen2.5-7B", "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+                 "mistral-7b": "mistralai/Mistral-7B-v0.1", "smollm2-1.7b": "HuggingFaceTB/SmolLM2-1.7B"}
+
+
+def published_config(name: str):
+    """The published shape of `name` (or of the model a shipped SFT output folder name stands for), or None."""
+    from transformers import AutoConfig
+
+    match = SFT_OUTPUT.match(str(name))
+    name = MODEL_FOLDERS.get(match["model"], name) if match else name
+    if name not in PUBLISHED_SHAPES:
+        return None
+    model_type, values = PUBLISHED_SHAPES[name]
+    return AutoConfig.for_model(model_type, **values)
+
+
 def model_config(name: str):
-    """The model's config: 'embedded' (the current preset's shape), a local folder, or a cached hub model."""
+    """The model's config: 'embedded' (the current preset's shape), a local folder, a cached hub model, or the
+    published shape of a model a per-model config names."""
     from transformers import AutoConfig, LlamaConfig
 
     if name in (None, "", "embedded"):
@@ -174,6 +219,8 @@ def model_config(name: str):
     try:
         return AutoConfig.from_pretrained(str(Path(name).expanduser()) if Path(name).expanduser().exists() else name)
     except (OSError, ValueError) as err:
+        if published_config(name) is not None:
+            return published_config(name)
         raise InstructkitError(f"cannot read the config of model {name!r}: {str(err).splitlines()[0][:200]}",
                                fix="point model_name_or_path at a local model folder (only its config.json is "
                                    "read), or run once with network access so the hub config is cached.") from None
@@ -222,16 +269,24 @@ def setup_from_config(cfg: dict, mode: str | None, gpu: bool) -> Setup:
     targets = cfg.get("lora_target_modules") or []
     targets = () if targets in ("all-linear", ["all-linear"]) else tuple([targets] if isinstance(targets, str) else targets)
     checkpointing = cfg.get("activation_checkpointing", cfg.get("gradient_checkpointing", True))  # TRL: True
+    preference = "beta" in cfg
     return Setup(mode=mode, gpu=gpu, dtype_bytes=dtype_bytes, batch=int(cfg.get("per_device_train_batch_size", 8)),
                  seq=int(cfg.get("max_length") or 1024), checkpointing=bool(checkpointing),
                  lora_r=int(cfg.get("lora_r", 16)), lora_targets=targets,
-                 double_quant=bool(cfg.get("use_bnb_nested_quant", False)))
+                 double_quant=bool(cfg.get("use_bnb_nested_quant", False)),
+                 reference=preference and mode == "full" and not cfg.get("precompute_ref_log_probs"),
+                 sequences=2 if preference else 1)
 
 
 def estimate(config_path: str, launch: str | None = None, gpus: int | None = None, gpu_memory: str | None = None,
              mode: str | None = None) -> dict:
-    """Every strategy's breakdown (or the launch config's), and whether each fits the device memory."""
+    """Every strategy's breakdown (or the launch config's), and whether each fits the device memory. Without
+    hardware given, a config's `# Meant for:` hardware (per-model configs) is what it is checked against."""
     cfg = recipe_config(config_path)
+    intended = intended_hardware(Path(config_path).read_text())
+    if intended and not (launch or gpus or gpu_memory):
+        launch = str(launch_configs_dir() / intended.launch_config)
+        gpus, gpu_memory = intended.gpus, f"{intended.gb}GB"
     launched = launch_setup(launch)
     gpu = bool(launch or gpus or gpu_memory)
     base = setup_from_config(cfg, mode, gpu)
@@ -251,7 +306,8 @@ def estimate(config_path: str, launch: str | None = None, gpus: int | None = Non
         b = breakdown(shape, setup)
         rows.append({"strategy": strategy, **b, "fits": None if limit is None else b["total"] <= limit})
     return {"model": cfg.get("model_name_or_path", "embedded"), "setup": asdict(base), "devices": devices,
-            "device": "gpu" if gpu else "cpu", "limit_bytes": limit, "shape": asdict(shape), "rows": rows}
+            "device": "gpu" if gpu else "cpu", "limit_bytes": limit, "shape": asdict(shape), "rows": rows,
+            "intended": str(intended) if intended and launch and launch.endswith(intended.launch_config) else None}
 
 
 def format_report(r: dict) -> str:
@@ -271,8 +327,26 @@ def format_report(r: dict) -> str:
                      f"{gb(row['optimizer'])} | {gb(row['activations'])} | {gb(row['overhead'])} | "
                      f"**{gb(row['total'])}** | {gb(row['host_offload']) if row['host_offload'] else '-'} | {fits} |")
     lines.append("")
+    if r.get("intended"):
+        lines.append(f"meant for: {r['intended']} (the config's 'Meant for' line; --gpus / --gpu-memory check another)")
     lines.append(f"limit: {gb(limit)} GB per device" if limit else "no --gpu-memory given: fit not checked")
     if limit and not any(row["fits"] for row in r["rows"]):
         lines.append("nothing fits: try QLoRA (--mode qlora), activation_checkpointing: true, a smaller "
                      "per_device_train_batch_size or max_length, or more devices")
+    return "\n".join(lines)
+
+
+def shipped_table() -> str:
+    """Markdown: every shipped per-model config against the hardware it is meant for (docs/launching.md, README)."""
+    lines = ["| model | config | trains | meant for | weights | activations | total / GPU (GB) | fits |",
+             "|---|---|---|---|---|---|---|---|"]
+    configs = sorted((p.parent.name, p.stem, p) for name in recipe_names() for p in recipe_configs(name)
+                     if p.parent.name != "configs")
+    for model, recipe, path in configs:
+        r = estimate(str(path))
+        row = r["rows"][0]
+        trains = r["setup"]["mode"] + (" + reference" if r["setup"]["reference"] else "")
+        lines.append(f"| {model} | `{recipe}.yaml` | {trains} | {r['intended']} | {row['weights'] / GB:.1f} | "
+                     f"{row['activations'] / GB:.1f} | **{row['total'] / GB:.1f}** | "
+                     f"{'yes' if row['fits'] else '**no**'} |")
     return "\n".join(lines)

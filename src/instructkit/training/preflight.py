@@ -9,7 +9,8 @@ a prompt rendered differently at inference. `check` reads the prepared rows and 
 * the end-of-turn token is among the trained tokens of every row that was not cut by `max_length`;
 * the pad token is neither eos nor the end-of-turn token;
 * one BOS at the start when the template renders one, never two;
-* the generation prompt renders, and the training rendering continues it with the answer.
+* the generation prompt renders, and the training rendering continues it with the answer;
+* rows instructkit tokenized itself (`data.masks`) are trained exactly where their masks say (TRL applied them).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def tokenizer_of(trainer):
     return getattr(processing_class, "tokenizer", processing_class)
 
 
-def check(trainer, report=None) -> dict:
+def check(trainer, report=None, tokenized=None) -> dict:
     """Run every check on `trainer.train_dataset`; raise `InstructkitError` on the first failure. Returns what was
-    checked (for the log)."""
+    checked (for the log). `tokenized`: the rows instructkit tokenized with their masks, when it did."""
     from datasets import Dataset
 
     tok, args, dataset = tokenizer_of(trainer), trainer.args, trainer.train_dataset
@@ -79,10 +80,35 @@ def check(trainer, report=None) -> dict:
             raise InstructkitError(f"chat template: {problem}.", fix="render the assistant header under "
                                    "add_generation_prompt, exactly as a training conversation renders it.")
     per_row = not args.packing or args.packing_strategy == "bfd"  # bfd_split / wrapped cut rows into chunks
-    bos_expected = conversational and chat_templates.renders_bos(tok, template)
-    empty = check_rows(dataset, tok, tok.convert_tokens_to_ids(eot), args.max_length, bos_expected) if per_row else None
+    bos_expected = conversational and chat_templates.renders_bos(tok, template) and "text" not in report_forms(report)
+    # text rows mixed with conversations end with eos, as TRL ends text rows
+    stops = {eot, tok.eos_token} if "text" in report_forms(report) else {eot}
+    empty = check_rows(dataset, tok, tok.convert_tokens_to_ids(sorted(stops)), args.max_length, bos_expected) \
+        if per_row else None
+    if tokenized is not None and not args.packing:
+        check_masks_applied(dataset, tokenized, args.max_length, args.truncation_mode)
     return {"rows": len(dataset), "end_of_turn": eot, "pad": tok.pad_token,
             "bos": tok.bos_token if bos_expected else None, "rows_without_trained": empty}
+
+
+def report_forms(report) -> set[str]:
+    return set((report.form or "").split("+")) if report is not None else set()
+
+
+def check_masks_applied(prepared, tokenized, max_length: int | None, truncation_mode: str = "keep_start",
+                        rows: int = 256) -> None:
+    """TRL trains exactly the tokens of our masks (it applies `assistant_masks` itself; a mask column it ignored would
+    train every token silently), checked on the first `rows` rows when TRL dropped none."""
+    if len(prepared) != len(tokenized):
+        return  # rows whose prompt fills max_length were dropped: rows no longer line up (counted elsewhere)
+    n = min(rows, len(prepared))
+    cut = slice(None, max_length) if truncation_mode != "keep_end" or max_length is None else slice(-max_length, None)
+    for i, (ours, theirs) in enumerate(zip(tokenized.select(range(n))["assistant_masks"],
+                                           prepared.select(range(n))["labels"])):
+        if [bool(m) for m in ours[cut]] != [label != IGNORE for label in theirs]:
+            raise InstructkitError(f"training row {i}: TRL trains other tokens than the assistant mask instructkit "
+                                   "computed for it.", fix="report this; meanwhile use a chat template with "
+                                                           "{% generation %} markers (assistant_masks: template).")
 
 
 def check_preference(trainer, report=None) -> dict:
@@ -139,8 +165,8 @@ def check_pad(tok, eot: str) -> None:
                                    "tokenizer a pad token of its own.")
 
 
-def check_rows(dataset, tok, eot_id: int, max_length: int | None, bos_expected: bool) -> int:
-    """Per document: the end-of-turn token trained (unless cut by max_length); a single leading BOS.
+def check_rows(dataset, tok, eot_ids: list[int], max_length: int | None, bos_expected: bool) -> int:
+    """Per document: the end-of-turn token (one of `eot_ids`) trained (unless cut by max_length); a single leading BOS.
 
     Returns the number of documents with no trained token at all: TRL drops such rows unless it packs, and a packed
     one (a prompt filling max_length) only costs compute, so it is counted, not refused.
@@ -151,7 +177,7 @@ def check_rows(dataset, tok, eot_id: int, max_length: int | None, bos_expected: 
         cut = max_length is not None and len(ids) >= max_length
         trained = [t for t, label in zip(ids, labels) if label != IGNORE]
         empty += not trained
-        if not cut and eot_id not in trained:
+        if not cut and not set(eot_ids) & set(trained):
             no_eot.append(row)
         if bos_id is not None:
             leading = next((i for i, t in enumerate(ids) if t != bos_id), len(ids))
@@ -159,10 +185,10 @@ def check_rows(dataset, tok, eot_id: int, max_length: int | None, bos_expected: 
                 double_bos.append(row)
             elif leading == 0 and bos_expected and not cut:
                 no_bos.append(row)
-    eot = tok.convert_ids_to_tokens(eot_id)
+    eot = " or ".join(map(repr, tok.convert_ids_to_tokens(eot_ids)))
     if no_eot:
         raise InstructkitError(f"{len(no_eot)} of {len(dataset)} training rows do not train the end-of-turn token "
-                               f"{eot!r} (rows {_rows(no_eot)}), so the model does not learn to stop.",
+                               f"{eot} (rows {_rows(no_eot)}), so the model does not learn to stop.",
                                fix="use a template whose {% generation %} block ends with the end-of-turn token "
                                    "(the bundled ones do), or end every completion with it.")
     if double_bos:

@@ -85,6 +85,7 @@ class Run:
 
     def __init__(self, config: RecipeConfig, data, tokenizer):
         self.config, self.data, self.tokenizer = config, data, tokenizer
+        self.splits = dict(data.splits)  # what the trainer gets (SFT: rows instructkit tokenized, when it does)
         self.started = time.time()
         self.metrics: dict = {"recipe": config.recipe, "machine": machine_summary(config.training), "exact_match": {}}
         self.resume_from: str | None = None
@@ -94,19 +95,32 @@ class Run:
         """The config's final form for this data and tokenizer (nothing to add here; SFT sets its loss)."""
         return config
 
+    def trainer_splits(self) -> dict:
+        """The splits the trainer gets (the validated rows here; SFT may tokenize them itself)."""
+        return dict(self.data.splits)
+
     @classmethod
     def start(cls, config: RecipeConfig, data, tokenizer):
-        """The run on the final config: output_dir made ready (resume point found), config.yaml written once."""
+        """The run on the final config, its trainer's data ready: output_dir made ready (resume point found),
+        config.yaml written once."""
         run = cls(cls.resolve(config, data, tokenizer), data, tokenizer)
+        run.splits = run.trainer_splits()
         run.resume_from = prepare_output_dir(run.config.training, run.config.script.overwrite_output_dir,
                                              run.config.as_dict(), log)
         run.metrics["resumed_from"] = run.resume_from
         return run
 
     @property
+    def train_dataset(self):
+        """The trainer's training data."""
+        return self.splits["train"]
+
+    @property
     def eval_dataset(self):
         """The trainer's eval data: the first held-out split when the config evaluates during training."""
-        return self.data.test if self.config.training.eval_strategy != "no" else None
+        if self.config.training.eval_strategy == "no":
+            return None
+        return next((split for name, split in self.splits.items() if name != "train"), None)
 
     @property
     def data_collator(self):
