@@ -53,7 +53,7 @@ def load_preferences(args, seed: int = 42) -> TrainingData:
 def load_data(args, seed: int, kind: DataKind) -> TrainingData:
     if args.dataset_mixture:
         return TrainingData(*load_mixture(args, seed, kind))
-    splits = read_source(args.dataset_name, args.dataset_config, kind)
+    splits = read_source(args.dataset_name, args.dataset_config, kind, args.csv_delimiter)
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
     if train_name not in splits:
         raise InstructkitError(f"dataset {args.dataset_name} has no split {train_name!r} (it has: {', '.join(splits)}).",

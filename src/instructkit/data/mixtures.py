@@ -34,7 +34,7 @@ def load_mixture(args, seed: int, kind: DataKind):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
             raise InstructkitError(f"{where} ({entry['path']}): weight {weight!r} is not a positive number.",
                                    fix="weight is how often each row is used on average: 1.0 = all rows once.")
-        splits = read_source(str(entry["path"]), entry.get("config"), kind)
+        splits = read_source(str(entry["path"]), entry.get("config"), kind, args.csv_delimiter)
         split = entry.get("split", "train")
         if split not in splits:
             raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",

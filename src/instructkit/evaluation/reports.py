@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from instructkit.evaluation.protocol import Protocol
+from instructkit.paths import write_atomic
 
 
 def cli_command(names, model_args, protocol: Protocol, task_dir: Path | None, device: str) -> str:
@@ -100,5 +101,5 @@ def compare_table(reports: list[tuple[str, dict]]) -> str:
 
 def save_results(report: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "benchmarks.md").write_text(markdown_table(report) + "\n")
+    write_atomic(out_dir / "benchmarks.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_atomic(out_dir / "benchmarks.md", markdown_table(report) + "\n")
