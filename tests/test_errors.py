@@ -397,7 +397,7 @@ CASES = [
          "<tmp>/data.parquet.gz: unsupported data file type '.parquet.gz'"),
     Case("empty-data-folder", "data", "a data folder without data files",
          lambda e: e.sft_data(str(Path(e.write("data/README.md", "hi")).parent)),
-         "data folder <tmp>/data holds no .jsonl/.json/.csv/.parquet files"),
+         "data folder <tmp>/data holds no .jsonl/.json/.csv/.tsv/.parquet files"),
     Case("mixed-formats", "data", "a file mixing formats (alpaca rows and messages rows)",
          lambda e: e.sft_data(e.jsonl("data.jsonl", GOOD[:4] + CHAT)),
          "<tmp>/data.jsonl: the rows are in 2 formats: alpaca 4 rows (first: row 1), messages 4 rows (first: row 5)"),
