@@ -18,7 +18,7 @@ from pathlib import Path
 
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
-from instructkit.config.resolved import RecipeConfig, resolve_model
+from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_model
 from instructkit.distributed import machine_summary, sharding, use_all_cpu_cores
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.harness import resolve_data_dir
@@ -59,7 +59,7 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
         check_output_dir(config.training, config.script.overwrite_output_dir)
     use_all_cpu_cores()
     log(f"{config.recipe} on {machine_summary(config.training)} -> {config.training.output_dir}")
-    return resolve_model(config)
+    return resolve_model(resolve_chat_template(config))
 
 
 def check_saved_weights(out: Path, stepped: int, steps: int = 0, warmup_steps: float = 0) -> None:
