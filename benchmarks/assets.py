@@ -2,6 +2,7 @@
 
     python benchmarks/assets.py embedded [--quick]   # -> JSON: model_dir, data_dir, spec
     python benchmarks/assets.py qwen05b              # -> JSON: model_dir of a random Qwen2.5-0.5B-shaped model
+    python benchmarks/assets.py embedded_full        # -> JSON: the full embedded default (serving section)
 
 `embedded`: the default preset's tokenizer, data and model shape, with pretraining cut to 256 facts (the throughput
 and memory of a step do not depend on the weights; the real default pretrains for ~6 min). `--quick`: the test preset.
@@ -36,6 +37,16 @@ def embedded(quick: bool) -> dict:
     assets = build_cached(spec)
     return {"model_dir": str(assets.model_dir), "data_dir": str(assets.data_dir), "spec": dataclasses.asdict(spec),
             "parameters": assets.info["parameters"], "build_seconds": assets.info["build_seconds"]}
+
+
+def embedded_full() -> dict:
+    """The embedded default as recipes use it: the full preset, pretrained in full (~3.5 min to build, cached)."""
+    from instructkit.embedded import PRESETS, build_cached
+
+    built = build_cached(PRESETS["default"])
+    return {"model_dir": str(built.model_dir), "data_dir": str(built.data_dir),
+            "spec": dataclasses.asdict(PRESETS["default"]), "parameters": built.info["parameters"],
+            "build_seconds": built.info["build_seconds"]}
 
 
 def qwen05b(tokenizer_dir: str) -> dict:
@@ -79,6 +90,8 @@ if __name__ == "__main__":
     what, quick = sys.argv[1], "--quick" in sys.argv
     if what == "embedded":
         print(json.dumps(embedded(quick)))
+    elif what == "embedded_full":
+        print(json.dumps(embedded_full()))
     elif what == "qwen05b":
         print(json.dumps(qwen05b(sys.argv[2])))
     else:

@@ -389,6 +389,75 @@ def scale_section(sc, goals) -> list[str]:
     return L
 
 
+SERVING_ARMS = {"old_plain": "old server (standard library, one generation at a time)",
+                "new_plain": "`instructkit serve`, plain answers", "new_stream": "`instructkit serve`, `stream: true`"}
+
+
+def serving_section(sv, goals) -> list[str]:
+    arms = sv["arms"]
+    old, new, st = arms["old_plain"], arms["new_plain"], arms["new_stream"]
+    goals += [(f"serving: errors under load, `instructkit serve` ({sv['clients']} clients × "
+               f"{sv['requests_per_client']} requests, plain and streamed)",
+               f"{new['errors']} / {st['errors']} (old server: {old['errors']})",
+               status(new["errors"] + st["errors"] == 0)),
+              ("serving: p95 latency, `instructkit serve` vs the old server",
+               f"{new['latency_p95_s']:.2f} s vs {old['latency_p95_s']:.2f} s "
+               f"({old['latency_p95_s'] / new['latency_p95_s']:.1f}× lower); {new['requests_per_s']:.1f} vs "
+               f"{old['requests_per_s']:.1f} requests/s", status(new["latency_p95_s"] < old["latency_p95_s"])),
+              ("serving: time to first token (streamed, p50 / p95)",
+               f"{st['ttft_p50_s']:.2f} / {st['ttft_p95_s']:.2f} s (old server: the whole answer, "
+               f"{old['ttft_p50_s']:.2f} / {old['ttft_p95_s']:.2f} s)", "measured")]
+    L = ["## 8. Serving under load: `instructkit serve` vs the old one-at-a-time server", "",
+         f"`benchmarks/serving.py`: {sv['clients']} client threads on loopback, each with one keep-alive connection, "
+         f"sending {sv['requests_per_client']} chat requests one after another ({sv['clients']} in flight at any time; "
+         f"greedy, max_tokens {sv['max_tokens']}, the first {sv['prompts']} held-out prompts of the embedded data, "
+         f"the same request sequence in every arm), on `{rel(sv['model_dir'])}` (the full embedded default, "
+         "untuned: it answers until its end-of-turn token or max_tokens). Each server runs in its own process, "
+         "after a few warm-up requests; the clients run on the same 2 shared cores. The old server is the "
+         "standard-library one `instructkit serve` was before (its code is kept in benchmarks/serving.py): it "
+         "answers one request at a time and cannot stream, so its time to first token is its whole latency. "
+         f"New server: `{sv['new_command']}` (defaults: up to 16 requests per batch, 64 waiting).", "",
+         "| arm | requests | errors | latency p50 / p95 (s) | time to first token p50 / p95 (s) | requests/s | "
+         "answer tokens/s | tokens per answer | requests per batch (mean / largest) | same answer as the old server |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, a in arms.items():
+        batch = (f"{a['mean_batch_size']:.1f} / {a['largest_batch']}" if "mean_batch_size" in a else "1 / 1")
+        L.append(f"| {SERVING_ARMS[key]} | {a['requests']} | {a['errors']} | {a['latency_p50_s']:.2f} / "
+                 f"{a['latency_p95_s']:.2f} | {a['ttft_p50_s']:.2f} / {a['ttft_p95_s']:.2f} | "
+                 f"{a['requests_per_s']:.1f} | {a['completion_tokens_per_s']:.0f} | "
+                 f"{a['mean_completion_tokens']:.1f} | {batch} | {a['same_answer_as_old']} of "
+                 f"{a.get('compared_with_old', a['ok'])} |")
+    kinds = {k: a["error_kinds"] for k, a in arms.items() if a["error_kinds"]}
+    if "health_max_s" in new:
+        L += ["", "`GET /health` every 0.25 s during each arm, from the client process (the server's event loop must answer "
+              "while the model works; the time includes the client process's own 32 threads): "
+              + "; ".join(f"{SERVING_ARMS[k]} p50 {a['health_p50_s'] * 1000:.0f} ms, at most "
+                          f"{a['health_max_s'] * 1000:.0f} ms over {a['health_checks']} checks" for k, a in arms.items())
+              + "."]
+    L += ["", ("Errors by kind: " + "; ".join(f"{SERVING_ARMS[k]}: " + ", ".join(f"{n} × {e}" for e, n in v.items())
+                                           for k, v in kinds.items()) + "."
+               + (" Only the old server failed requests; the cause of its failures was not isolated."
+                  if kinds.keys() == {"old_plain"} else "")
+               if kinds else
+               "No request failed in any arm (every answer HTTP 200, every stream ended with its usage and "
+               "`data: [DONE]`).") + f" Servers stopped with SIGTERM: exit codes "
+          + ", ".join(f"{k.split('_')[0]} {a['server_exit_code']}" for k, a in arms.items() if k != "new_stream")
+          + f"; logs in `{new['server_log']}`, `{old['server_log']}`.", "",
+          "Why: with one generation at a time, a request waits for every request queued before it, so latency grows "
+          "with the number of clients; the new server's model thread answers everything waiting in one left-padded "
+          "`generate` call (the same call as held-out exact match and `instructkit generate`), so a request waits "
+          "at most for the batch in progress, and each answer is sent as soon as its own row ends. "
+          "\"Same answer\" compares each request's text with the old server's for the same prompt (where both "
+          "answered): greedy answers "
+          "from batches of left-padded rows are the one-at-a-time answers (a difference would come from float "
+          "rounding in batched matmuls flipping a near-tie)."]
+    if st["requests_per_s"] < new["requests_per_s"]:
+        L[-1] += (f" Streaming gave {st['requests_per_s'] / new['requests_per_s']:.0%} of the plain arm's requests/s: "
+                  "each streamed row's text is decoded after every token (to send it, holding back what may still "
+                  f"change), and each of its ~{st['mean_chunks']:.0f} token groups is one more event to write.")
+    return L
+
+
 GPU_SECTION = """## 7. On a GPU: expected effects (not measured here)
 
 **Not measured on this machine** (CPU only). Published figures from the anchors, on their own models and hardware —
@@ -411,7 +480,7 @@ the CPU one (the anchors report 2–3.7×); `instructkit estimate` (section 3) g
 def write() -> Path:
     meta = load("meta") or {}
     thr, mem, est = load("throughput"), load("memory"), load("estimate")
-    ev, st, sc = load("evaluation"), load("startup"), load("scale")
+    ev, st, sc, sv = load("evaluation"), load("startup"), load("scale"), load("serving")
     made = plots(thr, mem, sc, st)
     goals: list[tuple[str, str, str]] = []
     body: list[str] = []
@@ -420,6 +489,7 @@ def write() -> Path:
         if all(a is None for a in args):
             continue
         body += fn(*args, goals) + [""]
+    after = ([""] + serving_section(sv, goals)) if sv else []  # after section 7, which earlier sections refer to
     m, v = meta.get("machine", {}), meta.get("versions", {})
     emb = meta.get("assets", {}).get("embedded", {})
     quick = " — **QUICK MODE: tiny sizes, not the published figures**" if meta.get("quick") else ""
@@ -445,7 +515,7 @@ def write() -> Path:
             "Absolute times on a shared 2-core machine are noisy; ratios are taken within interleaved rounds and "
             "their medians reported.", "", "## Goals", "", "| goal | measured | status |", "|---|---|---|"]
     head += [f"| {g} | {m_} | {s} |" for g, m_, s in goals] + [""]
-    OUT.write_text("\n".join(head + body + [GPU_SECTION]) + "\n")
+    OUT.write_text("\n".join(head + body + [GPU_SECTION] + after) + "\n")
     return OUT
 
 

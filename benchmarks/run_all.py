@@ -3,6 +3,7 @@
     python benchmarks/run_all.py            # the full run (~30 min on 2 shared CPU cores)
     python benchmarks/run_all.py --quick    # tiny sizes, every code path, a few minutes (for development)
     python benchmarks/run_all.py --only throughput memory   # some sections; the report uses the others' last results
+    python benchmarks/run_all.py --only serving             # serving under load (benchmarks/serving.py)
 
 Sections write benchmarks/results/<section>.json; report.py turns them into RESULTS.md (+ PNGs). Scripts, not tests:
 `make test` never runs them.
@@ -20,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, ROOT, WORK, env, load, log, machine, save, versions  # noqa: E402
 
-SECTIONS = ("throughput", "memory", "estimate", "evaluation", "startup", "scale")
+SECTIONS = ("throughput", "memory", "estimate", "evaluation", "startup", "scale", "serving")
 
 
 def asset(*args) -> dict:
@@ -65,6 +66,7 @@ def main() -> None:
     import evaluation
     import memory
     import scale
+    import serving
     import startup
     import throughput
 
@@ -83,6 +85,10 @@ def main() -> None:
     section("startup", lambda: startup.from_throughput(load("throughput")))
     section("scale", lambda: {"sizes": scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick
                                                      else (1000, 10000, 100000))})
+    if "serving" in a.only:  # the full embedded default as recipes use it (built once, ~3.5 min), not the cut one
+        full = emb if a.quick else asset("embedded_full")
+        section("serving", lambda: serving.measure(full["model_dir"], full["data_dir"], *((4, 3) if a.quick else
+                                                                                         (32, 20))))
     meta["seconds"] = time.time() - start
     meta["load_avg_at_end"] = os.getloadavg()
     if set(a.only) == set(SECTIONS):

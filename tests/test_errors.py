@@ -260,6 +260,37 @@ def disk_full_final(e: Env):
         raise OSError(28, "No space left on device", str(out / "model.safetensors"))
 
 
+def serve_args(*args: str):
+    from instructkit.commands.main import build_parser
+
+    return build_parser().parse_args(["serve", "embedded", *args])
+
+
+def serve_extra_missing(e: Env, monkeypatch):
+    import importlib.util
+
+    from instructkit import serving
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(serving, "find_spec", lambda name: None if name == "fastapi" else real(name))
+    serving.check_installed()
+
+
+def port_in_use(e: Env):
+    """The port is any free one, so the doc shows it as <port>."""
+    from instructkit.serving.server import bind
+
+    taken = bind("127.0.0.1", 0)
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    try:
+        bind("127.0.0.1", int(port)).close()
+    except InstructkitError as err:
+        raise InstructkitError(err.message.replace(port, "<port>"), fix=err.fix) from None
+    finally:
+        taken.close()
+
+
 CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
         for i in range(4)]
 SAFE_BASE = {"config.json": {"model_type": "llama"}, "model.safetensors": b""}
@@ -555,10 +586,19 @@ CASES = [
          covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
     Case("benchmark-hub-offline", "benchmarks", "benchmark data only the hub has, while offline", None,
          "not available offline", covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),
+    # --- serving: `instructkit serve` stops before the model loads --------------------------------------------------
+    Case("serve-extra-missing", "serving", "`instructkit serve` without the `serve` extra (FastAPI, uvicorn)",
+         lambda e: serve_extra_missing(e, e.monkeypatch), "instructkit serve needs fastapi, which is not installed"),
+    Case("serve-bad-limit", "serving", "a limit below 1 (`--max_batch_size 0`)",
+         lambda e: __import__("instructkit.commands.serve").commands.serve.check_limits(
+             serve_args("--max_batch_size", "0", "--max_waiting", "-1")),
+         "instructkit serve: --max_batch_size 0, --max_waiting -1: limits must be at least 1"),
+    Case("serve-port-in-use", "serving", "a `--port` another program listens on", port_in_use,
+         "cannot listen on 127.0.0.1:"),
 ]
 AREAS = {"config": "Config file and command line", "conflicts": "Conflicting options",
          "paths": "Paths, models, tokenizers and chat templates", "safety": "Safe by default", "data": "Data",
-         "runs": "Output dir, resuming, training", "benchmarks": "Benchmarks"}
+         "runs": "Output dir, resuming, training", "benchmarks": "Benchmarks", "serving": "Serving"}
 
 
 # --- the doc page ------------------------------------------------------------------------------------------------
@@ -633,8 +673,10 @@ def test_bad_input_gives_its_message(case, tmp_path, monkeypatch):
         message = ""
     else:
         monkeypatch.chdir(tmp_path)
+        env = Env(tmp_path)
+        env.monkeypatch = monkeypatch
         with pytest.raises(InstructkitError) as info:
-            case.trigger(Env(tmp_path))
+            case.trigger(env)
         err = info.value
         assert err.fix, "every message says how to fix it"
         message = normalize(f"error: {err}", tmp_path)

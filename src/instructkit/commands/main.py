@@ -7,7 +7,7 @@
     instructkit generate MODEL --input prompts.jsonl --output answers.jsonl
                                      # batched answers (left padding, progress bar); rows: prompt / messages / instruction
     instructkit serve MODEL [--port 8000]
-                                     # local HTTP endpoint: POST /generate, POST /v1/chat/completions (127.0.0.1)
+                                     # OpenAI-compatible server (127.0.0.1): /v1/chat/completions, /v1/completions
     instructkit embedded [--json]    # build the embedded default if needed, print where it is and what it holds
     instructkit inspect [--config x.yaml] [-n 3] [--key value ...]
                                      # tokenized rows with trained tokens marked, statistics, preflight checks

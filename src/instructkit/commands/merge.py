@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from instructkit.commands.options import add_model_options
-from instructkit.modeling.merging import merge
+from instructkit.modeling.merging import merge, vllm_command
 from instructkit.training.model_card import write_model_card
 from instructkit.training.outputs import METRICS_FILE
 
@@ -29,3 +29,6 @@ def run(args) -> None:
           f"{check['tokens']} tokens of {check['conversations']} conversations (logits up to "
           f"{check['max_abs_logit']:.3g}; allowed {check['tolerance']:.3g})")
     print(f"load it with AutoModelForCausalLM.from_pretrained({str(args.out)!r}), or: instructkit chat {args.out}")
+    print(f"serve it here: instructkit serve {args.out}")
+    print(f"serve it on GPUs with vLLM (same chat template, stops at the end of turn): "
+          f"{vllm_command(args.out, record['dtype'])}")

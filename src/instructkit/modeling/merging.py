@@ -10,6 +10,7 @@ generation config that stops at the end of turn, the run's records (config, metr
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,13 @@ def merge(adapter_dir: str, out_dir: str, dtype: str | None = None, trust_remote
             shutil.copy2(adapter / name, out / name)
     write_atomic(out / MERGE_RECORD, json.dumps(record, indent=2) + "\n")
     return record
+
+
+def vllm_command(out_dir: str, dtype: str) -> str:
+    """The `vllm serve` command for a merged folder. vLLM renders prompts with the folder's chat template
+    (`apply_chat_template(..., add_generation_prompt=True)`) and stops on the tokenizer's eos plus
+    generation_config.json's `eos_token_id`, which `fit_to_tokenizer` set to the end-of-turn token; fp32 weights
+    (merged on CPU) are served in bf16 on GPUs (vLLM's "auto" would pick fp16 for them)."""
+    name = Path(out_dir).expanduser().resolve().name
+    return (f"vllm serve {shlex.quote(str(out_dir))} --served-model-name {shlex.quote(name)} --generation-config auto"
+            + (" --dtype bfloat16" if dtype == "float32" else ""))
