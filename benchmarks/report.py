@@ -304,6 +304,60 @@ def eval_section(ev, goals) -> list[str]:
     return L
 
 
+def fullsize_section(fs, goals) -> list[str]:
+    d, h, e, c = fs["data"], fs.get("hook"), fs.get("instructkit_eval"), fs.get("cli")
+    cold, warm = fs.get("ratio_cli_over_hook_cold"), fs.get("ratio_cli_over_hook_warm")
+    if cold is not None:
+        goals.append(("evaluation at full size: hook ≥ 3× faster than `lm-eval run`, every score and stderr equal",
+                      f"CLI {cold:.1f}× the hook's first call, {warm:.1f}× its next calls; numbers equal: "
+                      f"{fs['equal_numbers']} ({fs['numbers_compared']} scores and stderrs)",
+                      ("met" if cold >= 3 else f"met from the second call on (first call {cold:.1f}×)" if warm >= 3
+                       else "**not met**") if fs["equal_numbers"] else "**not met** (numbers differ)"))
+    L = ["## 4b. Evaluation at full benchmark size: hook and `instructkit eval` vs `lm-eval run`", "",
+         f"The project's own full-size benchmark in the real schemas and sizes (`benchmarks/fullsize_data.py`; "
+         f"generated content, not the benchmarks'): MMLU-sized `cais/mmlu` with {d['mmlu_subjects']} subjects, "
+         f"{d['mmlu_test']:,} test questions (the real per-subject counts), {d['mmlu_dev']} dev rows (5 per subject) "
+         f"and {d['mmlu_validation']:,} validation rows, {d['mmlu_question_words']:.0f} words per question on average "
+         f"(passages for law and history); TruthfulQA-sized `truthfulqa/truthful_qa` with "
+         f"{d['truthfulqa_questions']} questions, {d['truthfulqa_mc1_choices']:.1f} mc1 and "
+         f"{d['truthfulqa_mc2_choices']:.1f} mc2 choices per question, answers of "
+         f"{d['truthfulqa_answer_words']:.0f} words. Tasks: lm-eval's own `mmlu` (5-shot), `truthfulqa_mc1`, "
+         "`truthfulqa_mc2` (0-shot), per-sample scores logged in every arm (`--log_samples`: the intervals need "
+         f"them). Model: the embedded default ({fs['model_dir'].replace(str(ROOT) + '/', '')}), fp32, batch 8, one "
+         "CPU thread per arm, one run per arm (each takes minutes; they ran one after the other on the shared "
+         "machine)" + (f", limit {fs['limit']} per task" if fs.get("limit") else "") + ".", "",
+         "| arm | wall seconds | what it includes |", "|---|---|---|"]
+    if h:
+        L += [f"| hook, first call in a run | {h['cold_s']:.1f} | preparing the tasks (index of the needed folders, "
+              "data, YAMLs) + lm-eval on the in-memory model |",
+              f"| hook, every later call (`benchmark_steps`, after training) | {h['warm_s']:.1f} | lm-eval on the "
+              "in-memory model, tasks and encodings reused |"]
+    if e:
+        L.append(f"| `instructkit eval` (new process, one model) | {e['wall_s']:.1f} | imports, tasks, model load, "
+                 "lm-eval, intervals-ready samples.json |")
+    if c:
+        L.append(f"| `lm-eval run` (new process) | {c['wall_s']:.1f} | imports, index of all ~15k task YAMLs, "
+                 "model load, lm-eval |")
+    L.append("")
+    if cold is not None:
+        L.append(f"Ratios: `lm-eval run` / hook = **{cold:.1f}×** for the first call of a run, **{warm:.1f}×** for "
+                 "every later call" + (f"; `lm-eval run` / `instructkit eval` = **"
+                                       f"{fs['ratio_cli_over_instructkit_eval']:.1f}×**"
+                                       if "ratio_cli_over_instructkit_eval" in fs else "")
+                 + f". Equal numbers: **{fs['equal_numbers']}** ({fs['numbers_compared']} scores and stderrs, "
+                 "every arm and both hook calls).")
+    L += ["", "Why the arms differ: on this model the time goes to encoding the prompts (the embedded tokenizer is "
+          "slow on long text, and lm-eval encodes each 5-shot context twice per answer choice), to compiling the "
+          "prompt templates again for every document, to the model, and in the CLI to indexing every task YAML "
+          "(a profile: docs/evaluation.md). The hook indexes only the folders it needs, compiles each template "
+          "once and encodes each context once per document (the ids lm-eval's own encoder returns); later calls "
+          "reuse the built tasks and every encoding, so they pay for little more than the model. None of this "
+          "changes a prompt, a token or a number: the equality above is checked on every score and stderr.", ""]
+    if c:
+        L.append(f"CLI command: `{c['cmd'].replace(str(ROOT) + '/', '')}`")
+    return L
+
+
 def startup_section(st, goals) -> list[str]:
     runs = st["runs"]
     names = list(runs)
@@ -480,12 +534,13 @@ the CPU one (the anchors report 2–3.7×); `instructkit estimate` (section 3) g
 def write() -> Path:
     meta = load("meta") or {}
     thr, mem, est = load("throughput"), load("memory"), load("estimate")
-    ev, st, sc, sv = load("evaluation"), load("startup"), load("scale"), load("serving")
+    ev, st, sc, sv, fs = load("evaluation"), load("startup"), load("scale"), load("serving"), load("fullsize")
     made = plots(thr, mem, sc, st)
     goals: list[tuple[str, str, str]] = []
     body: list[str] = []
     for fn, args in ((throughput_section, (thr,)), (memory_section, (mem,)), (estimate_section, (mem, est)),
-                     (eval_section, (ev,)), (startup_section, (st,)), (scale_section, (sc,))):
+                     (eval_section, (ev,)), (fullsize_section, (fs,)), (startup_section, (st,)),
+                     (scale_section, (sc,))):
         if all(a is None for a in args):
             continue
         body += fn(*args, goals) + [""]

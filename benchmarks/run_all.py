@@ -1,6 +1,6 @@
 """`make bench`: every benchmark section, then benchmarks/RESULTS.md and its plots, from scratch.
 
-    python benchmarks/run_all.py            # the full run (~30 min on 2 shared CPU cores)
+    python benchmarks/run_all.py            # the full run (~1.5 h on 2 shared CPU cores, ~1 h of it fullsize)
     python benchmarks/run_all.py --quick    # tiny sizes, every code path, a few minutes (for development)
     python benchmarks/run_all.py --only throughput memory   # some sections; the report uses the others' last results
     python benchmarks/run_all.py --only serving             # serving under load (benchmarks/serving.py)
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, ROOT, WORK, env, load, log, machine, save, versions  # noqa: E402
 
-SECTIONS = ("throughput", "memory", "estimate", "evaluation", "startup", "scale", "serving")
+SECTIONS = ("throughput", "memory", "estimate", "evaluation", "fullsize", "startup", "scale", "serving")
 
 
 def asset(*args) -> dict:
@@ -64,6 +64,7 @@ def main() -> None:
         log(f"== {name} done in {time.time() - t0:.0f} s")
 
     import evaluation
+    import fullsize
     import memory
     import scale
     import serving
@@ -82,6 +83,8 @@ def main() -> None:
                                "modes": memory.measure(qwen, data["alpaca"], steps=2)})
     section("estimate", lambda: memory.paper_estimates(qwen))
     section("evaluation", lambda: evaluation.measure(emb["model_dir"], rounds=3, limit=3 if a.quick else None))
+    # full benchmark size: ~1 h on 2 shared cores (one run per arm); --quick: 5 documents per task
+    section("fullsize", lambda: fullsize.measure(emb["model_dir"], limit=5 if a.quick else None))
     section("startup", lambda: startup.from_throughput(load("throughput")))
     section("scale", lambda: {"sizes": scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick
                                                      else (1000, 10000, 100000))})

@@ -34,7 +34,7 @@ from instructkit.errors import InstructkitError
 from instructkit.modeling.files import check_local_path
 from instructkit.modeling.loading import load_model, load_tokenizer
 from instructkit.training import outputs
-from instructkit.training.sft import loss_settings
+from instructkit.training.sft import loss_settings, parse_sft_config
 
 DOC = ROOT / "docs" / "errors.md"
 UPDATE = os.environ.get("INSTRUCTKIT_UPDATE_DOCS") == "1"
@@ -289,6 +289,42 @@ def port_in_use(e: Env):
         raise InstructkitError(err.message.replace(port, "<port>"), fix=err.fix) from None
     finally:
         taken.close()
+
+
+def benchmark_split_missing(e: Env):
+    """A local MMLU subject without its dev split (few-shot examples), README configs block included."""
+    import shutil
+
+    from instructkit.evaluation.fixture import FIXTURE_DIR
+    from instructkit.evaluation.harness import prepare_tasks
+    from instructkit.evaluation.protocol import Protocol
+
+    mmlu = e.tmp / "bench" / "cais" / "mmlu"
+    shutil.copytree(FIXTURE_DIR / "cais" / "mmlu", mmlu)
+    (mmlu / "anatomy" / "dev.jsonl").unlink()
+    readme = mmlu / "README.md"
+    readme.write_text(readme.read_text().replace("  - split: dev\n    path: anatomy/dev.jsonl\n", ""))
+    prepare_tasks(Protocol(tasks=["mmlu_anatomy"], data_dir=str(e.tmp / "bench")), e.tmp / "tasks")
+
+
+def drop_leaves_no_row(e: Env):
+    """Training rows that are all benchmark questions (the fixture's), with `decontaminate: drop`."""
+    from instructkit.config.resolved import RecipeConfig
+    from instructkit.evaluation.fixture import FIXTURE_DIR
+    from instructkit.training.sft import load_sft_data
+
+    questions = [json.loads(line)["question"] for line in
+                 (FIXTURE_DIR / "cais/mmlu/anatomy/test.jsonl").read_text().splitlines()[:3]]
+    data = e.jsonl("train.jsonl", [{"instruction": q, "output": "x"} for q in questions])
+    load_sft_data(RecipeConfig(*e.parse("--dataset_name", data, "--eval_benchmarks", "mmlu", "--benchmark_data_dir",
+                                        "fixture", "--decontaminate", "drop", "--output_dir", str(e.tmp / "out"))))
+
+
+def vllm_missing(e: Env):
+    from instructkit.evaluation.harness import prepare_tasks
+    from instructkit.evaluation.protocol import Protocol
+
+    prepare_tasks(Protocol(backend="vllm", data_dir="fixture"), e.tmp / "tasks")
 
 
 CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
@@ -581,6 +617,20 @@ CASES = [
     Case("benchmark-data-dir-missing", "benchmarks", "a benchmark data folder that does not exist",
          lambda e: __import__("instructkit.evaluation.harness").evaluation.harness.resolve_data_dir(str(e.tmp / "bench")),
          "benchmark data dir <tmp>/bench does not exist or is not a folder"),
+    Case("benchmark-steps-without-benchmarks", "benchmarks", "`benchmark_steps: 50` without `eval_benchmarks`",
+         lambda e: parse_sft_config(["--benchmark_steps", "50", "--output_dir", str(e.tmp / "out")]),
+         "benchmark_steps: 50 needs the benchmarks of eval_benchmarks, which is not set"),
+    Case("decontaminate-drop-without-benchmarks", "benchmarks", "`decontaminate: drop` without `eval_benchmarks`",
+         lambda e: parse_sft_config(["--decontaminate", "drop", "--output_dir", str(e.tmp / "out")]),
+         "decontaminate: drop needs the benchmarks of eval_benchmarks"),
+    Case("decontaminate-drop-leaves-no-row", "benchmarks", "`decontaminate: drop` when every training row overlaps "
+         "the benchmark questions", drop_leaves_no_row,
+         "no training rows left: decontaminate: drop removed all 3 valid rows of split 'train'"),
+    Case("vllm-not-installed", "benchmarks", "`instructkit eval --backend vllm` where vllm is not installed",
+         vllm_missing, "--backend vllm runs lm-eval's vllm model type, but vllm is not installed here"),
+    Case("benchmark-split-missing", "benchmarks", "a local benchmark data set without a split a task reads (MMLU "
+         "`anatomy` without `dev`)", benchmark_split_missing,
+         "benchmark data <tmp>/bench/cais/mmlu/anatomy has no 'dev' split, which mmlu_anatomy reads its few-shot"),
     Case("unknown-lm-eval-task", "benchmarks", "an unknown lm-eval task name (`mmlu_anatomyy`)", None,
          "is not an lm-eval task",
          covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),

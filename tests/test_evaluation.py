@@ -134,6 +134,40 @@ def test_decontaminate_command_on_fixture_benchmarks(tmp_path, capsys):
     assert flagged["mmlu_astronomy"] == [] and result["training_rows"] == 4
 
 
+def test_decontaminate_drop_removes_overlapping_rows_of_a_mixture_before_training(tmp_path, embedded):
+    from instructkit.config.arguments import InstructkitArguments
+    from instructkit.config.resolved import RecipeConfig
+    from instructkit.evaluation.fixture import FIXTURE_DIR
+    from instructkit.training.sft import load_sft_data
+    from trl import ModelConfig, SFTConfig
+
+    from instructkit.config.parsing import parse_args
+
+    mmlu_q = json.loads((FIXTURE_DIR / "cais/mmlu/anatomy/test.jsonl").read_text().splitlines()[0])["question"]
+    tqa_q = json.loads((FIXTURE_DIR / "truthfulqa/truthful_qa/multiple_choice/validation.jsonl")
+                       .read_text().splitlines()[2])["question"]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"instruction": q, "output": "x"}) + "\n" for q in ["Say hi.", mmlu_q, "Name a colour."]))
+    b.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "y"}]})
+                         + "\n" for q in [tqa_q, "Count to three.", "Spell cat."]))
+    (tmp_path / "mix.yaml").write_text(f"dataset_mixture:\n  - path: {a}\n    weight: 2.0\n  - path: {b}\n"
+                                       "test_split_size: 0\neval_benchmarks: [mmlu, truthfulqa_mc1]\n"
+                                       f"benchmark_data_dir: fixture\noutput_dir: {tmp_path / 'out'}\n")
+    for action, kept in (("report", 9), ("drop", 6)):  # a's 3 rows twice (weight 2) + b's 3; drop: one row of each
+        config = RecipeConfig(*parse_args((InstructkitArguments, SFTConfig, ModelConfig),
+                                          ["--config", str(tmp_path / "mix.yaml"), "--decontaminate", action]))
+        data = load_sft_data(config)
+        assert len(data.train) == kept
+        result = data.report.decontamination
+        flagged = {t: [(Path(r["file"]).name, r["row"]) for r in e["rows"]] for t, e in result["tasks"].items()}
+        assert flagged["mmlu_anatomy"] == [("a.jsonl", 2)] and flagged["truthfulqa_mc1"] == [("b.jsonl", 1)]
+        assert result["training_rows"] == 6  # every valid row checked once, before weighting
+    assert data.report.excluded == [f"{a}:2", f"{b}:1"] and result["dropped"] == data.report.excluded
+    assert mmlu_q not in json.dumps(data.train.to_list()) and tqa_q not in json.dumps(data.train.to_list())
+    assert any(f"2 training rows left out (decontaminate: drop" in line and f"{a}:2" in line
+               for line in data.report.lines())
+
+
 # -- errors before any model loads -------------------------------------------------------------------------------
 def test_missing_data_dir_is_one_line_before_the_model_loads(tmp_path):
     with pytest.raises(InstructkitError, match="benchmark data dir .*missing.* does not exist"):
@@ -200,8 +234,27 @@ def test_eval_recipe_model_dir_and_adapter_with_deltas(embedded, adapter_dir, tm
     assert set(b) == set(t) and ("local_mmlu", "acc") in b and ("truthfulqa_mc2", "acc") in b
     assert b[("truthfulqa_mc2", "acc")] != t[("truthfulqa_mc2", "acc")]  # the adapter is really applied
     delta = t[("truthfulqa_mc2", "acc")] - b[("truthfulqa_mc2", "acc")]
-    assert f"{delta:+.4f}" in printed and "deltas against" in printed
-    assert (tmp_path / "compare.md").read_text().startswith("| task | metric | 0:base |")
+    # the deltas, each with its paired interval, in compare.md, benchmarks.json and the output
+    compare = (tmp_path / "compare.md").read_text()
+    assert "| task | metric | 0:base | 1:" in compare and "| 95 % CI 1:" in compare and "| excludes 0 |" in compare
+    found = tuned["comparison"]["deltas"]["truthfulqa_mc2|acc"]
+    assert found["delta"] == pytest.approx(delta) and found["low"] <= found["delta"] <= found["high"]
+    assert found["n"] == 3 and isinstance(found["excludes_zero"], bool)
+    assert f"| truthfulqa_mc2 | acc | {b[('truthfulqa_mc2', 'acc')]:.4f} | {t[('truthfulqa_mc2', 'acc')]:.4f} | " \
+           f"{delta:+.4f} | [{found['low']:+.4f}, {found['high']:+.4f}] |" in compare
+    group = tuned["comparison"]["deltas"]["local_mmlu|acc"]
+    assert group["weight_by_size"] is True and group["n"] == 15  # 5 subjects x limit 3, resampled per subject
+    picture = f"compare-1-{adapter_dir.name}.png"
+    assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({picture})" in compare
+    assert f"{delta:+.4f}" in printed and "paired bootstrap" in printed
+    # lm-eval's per-sample scores were kept: their mean is lm-eval's score
+    values = json.loads((tmp_path / "0-base" / "samples.json").read_text())["truthfulqa_mc2"]["acc"]["value"]
+    assert sum(values) / len(values) == pytest.approx(b[("truthfulqa_mc2", "acc")], abs=1e-12)
+
+    # the tasks built once and reused for the second model: the same numbers as a fresh evaluation
+    fresh = evaluate(Protocol(tasks=["mmlu", "truthfulqa_mc2"], data_dir="fixture", limit=3), tmp_path / "fresh",
+                     model_dir=str(adapter_dir))
+    assert scores(fresh) == t
 
 
 def test_chat_template_on_and_off_and_in_memory_equals_dir(embedded, tmp_path):
@@ -227,6 +280,35 @@ def test_chat_template_on_and_off_and_in_memory_equals_dir(embedded, tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
     assert model.training is True
     assert scores(mem) == scores(on)
+
+
+def test_vllm_backend_model_args_and_command(embedded, adapter_dir, tmp_path):
+    """vLLM does not run here (no GPU): the model_args and the `lm-eval run` command instructkit builds for it."""
+    from instructkit.evaluation.harness import model_args_for
+    from instructkit.evaluation.reports import cli_command
+
+    full = model_args_for(str(embedded.model_dir), device="cuda", backend="vllm", tensor_parallel_size=2,
+                          data_parallel_size=4)
+    assert full == {"pretrained": str(embedded.model_dir), "dtype": "auto", "tensor_parallel_size": 2,
+                    "data_parallel_size": 4}
+    lora = model_args_for(str(adapter_dir), backend="vllm", tensor_parallel_size=1, data_parallel_size=1)
+    assert lora == {"pretrained": str(embedded.model_dir), "dtype": "auto", "lora_local_path": str(adapter_dir),
+                    "max_lora_rank": 16, "tokenizer": str(adapter_dir), "tensor_parallel_size": 1,
+                    "data_parallel_size": 1}
+    assert model_args_for(str(adapter_dir))["peft"] == str(adapter_dir)  # hf: the same adapter through peft=
+    protocol = Protocol(backend="vllm", tensor_parallel_size=2, data_parallel_size=4, **FAST)
+    cmd = shlex.split(cli_command(["local_mmlu"], full, protocol, tmp_path / "tasks", "cuda", log_samples=True))
+    assert cmd == ["lm-eval", "run", "--model", "vllm", "--model_args",
+                   f"pretrained={embedded.model_dir},dtype=auto,tensor_parallel_size=2,data_parallel_size=4",
+                   "--batch_size", "auto", "--tasks", "local_mmlu", "--include_path", str(tmp_path / "tasks"),
+                   "--num_fewshot", "5", "--limit", "3", "--log_samples"]
+    # the recipe's arguments reach the protocol
+    from instructkit.config.arguments import EvaluateArguments
+    from instructkit.config.parsing import parse_args
+
+    (args,) = parse_args((EvaluateArguments,), args=["--models", "m", "--backend", "vllm", "--tensor_parallel_size",
+                                                     "2", "--data_parallel_size", "4"])
+    assert Protocol.from_arguments(args).backend == "vllm" and Protocol.from_arguments(args).data_parallel_size == 4
 
 
 def test_compare_table_deltas():
@@ -255,17 +337,19 @@ def test_same_numbers_as_the_lm_eval_cli(embedded, tmp_path, chat):
     assert cli["n-shot"] == ours["n-shot"] and cli["chat_template_sha"] == ours["protocol"]["chat_template_sha"]
 
 
-# -- the end-of-training hook in a real recipe run ---------------------------------------------------------------
+# -- the benchmarks before, during and after training in a real recipe run ---------------------------------------
 @pytest.mark.slow
-def test_benchmarks_after_training_in_a_recipe_run(embedded, tmp_path):
+def test_benchmarks_before_during_and_after_training_in_a_recipe_run(embedded, tmp_path):
+    from instructkit.training.curves import panels
+
     out = tmp_path / "run"
     done = launch("sft_full", "--max_steps", "4", "--per_device_train_batch_size", "8", "--output_dir", str(out),
                   "--logging_steps", "1", "--eval_max_samples", "8", "--eval_generation_metrics", "true",
                   "--eval_benchmarks", "mmlu", "truthfulqa_mc2", "--benchmark_data_dir", "fixture",
-                  "--benchmark_limit", "3")
+                  "--benchmark_limit", "3", "--benchmark_steps", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout
-    assert log.index("decontamination (8-gram overlap") < log.index("after training")
+    assert log.index("decontamination (8-gram overlap") < log.index("before training:") < log.index("after training")
     metrics = json.loads((out / "metrics.json").read_text())
     bench = metrics["benchmarks"]
     assert {"local_mmlu/acc", "truthfulqa_mc2/acc", "mmlu_anatomy/acc"} <= set(bench["scores"])
@@ -277,7 +361,31 @@ def test_benchmarks_after_training_in_a_recipe_run(embedded, tmp_path):
     assert saved["protocol"]["n_shot"]["mmlu_anatomy"] == 5 and (out / "benchmarks" / "benchmarks.md").is_file()
     assert "benchmarks (lm-evaluation-harness), after training" in log
 
-    # the same run without benchmarks trains identically: the report before training left the global RNGs alone
+    # before / after: deltas with paired intervals, compare.md, the picture, the model card
+    before = json.loads((out / "benchmarks" / "before" / "benchmarks.json").read_text())
+    assert bench["before"]["truthfulqa_mc2/acc"] == scores(before)[("truthfulqa_mc2", "acc")]
+    delta = bench["deltas"]["truthfulqa_mc2|acc"]
+    assert delta["delta"] == pytest.approx(bench["scores"]["truthfulqa_mc2/acc"] - bench["before"]["truthfulqa_mc2/acc"])
+    assert delta["low"] <= delta["delta"] <= delta["high"] and bench["deltas"]["local_mmlu|acc"]["n"] == 15
+    assert "| 95 % CI after |" in (out / "benchmarks" / "compare.md").read_text()
+    assert (out / "benchmarks" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    card = (out / "README.md").read_text()
+    assert "![benchmarks before and after training](benchmarks/compare.png)" in card
+    assert "| truthfulqa_mc2/acc |" in card and "95 % CI" in card
+
+    # during training: step 0 (= before), step 2, the end (= after), in the log, log_history and the curves
+    points = {h["step"]: h for h in metrics["log_history"] if "benchmarks/local_mmlu/acc" in h}
+    assert sorted(points) == [0, 2, 4]
+    assert points[0]["benchmarks/truthfulqa_mc2/acc"] == bench["before"]["truthfulqa_mc2/acc"]
+    assert points[4]["benchmarks/truthfulqa_mc2/acc"] == bench["scores"]["truthfulqa_mc2/acc"]
+    assert "benchmarks_runtime" in points[2] and not any("mmlu_anatomy" in k for k in points[2])
+    step2 = json.loads((out / "benchmarks" / "steps" / "step-2" / "benchmarks.json").read_text())
+    assert scores(step2)[("local_mmlu", "acc")] == points[2]["benchmarks/local_mmlu/acc"]
+    assert "benchmarks at step 2 (" in log
+    assert ("benchmarks (lm-eval)", ["benchmarks/local_mmlu/acc", "benchmarks/truthfulqa_mc2/acc"]) in [
+        (title, sorted(curves)) for title, curves in panels(metrics["log_history"])]
+
+    # the same run without benchmarks trains identically: before, during and after left the RNGs and mode alone
     plain = launch("sft_full", "--max_steps", "4", "--per_device_train_batch_size", "8", "--output_dir",
                    str(tmp_path / "plain"), "--logging_steps", "1", "--eval_max_samples", "8")
     assert plain.returncode == 0, plain.stderr[-3000:]

@@ -55,3 +55,14 @@ def test_without_matplotlib_one_line_and_no_file(tmp_path, monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line]
     assert lines == ["[instructkit] training curves not plotted: matplotlib is not installed "
                      "(pip install 'instructkit[plots]')"]
+
+
+def test_benchmark_scores_get_their_panel():
+    from instructkit.training.curves import panels
+
+    history = HISTORY + [{"benchmarks/local_mmlu/acc": 0.25 + 0.01 * s, "benchmarks/truthfulqa_mc2/acc": 0.4,
+                          "benchmarks_runtime": 12.0, "epoch": s / 10, "step": s} for s in (0, 4, 9)]
+    found = dict(panels(history))
+    assert list(found)[-1] == "benchmarks (lm-eval)"
+    assert set(found["benchmarks (lm-eval)"]) == {"benchmarks/local_mmlu/acc", "benchmarks/truthfulqa_mc2/acc"}
+    assert [s for s, _ in found["benchmarks (lm-eval)"]["benchmarks/local_mmlu/acc"]] == [0, 4, 9]

@@ -73,3 +73,24 @@ def test_card_of_a_local_full_model_has_no_hub_ids(tmp_path):
     assert "base_model" not in text.split("---")[1] and "library_name: transformers" in text
     assert "A full model fine-tuned from the embedded default" in text and "instructkit merge" not in text
     assert "No evaluation was run." in text
+
+
+def test_card_shows_benchmark_deltas_with_intervals_and_the_picture(tmp_path):
+    from instructkit.training.model_card import card_text
+
+    run = make_run(tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["benchmarks"].update(
+        before={"mmlu/acc": 0.40, "truthfulqa_mc2/acc": 0.42}, method="95% paired bootstrap intervals ...",
+        compare="benchmarks/compare.md",
+        deltas={"mmlu|acc": {"delta": 0.0567, "low": 0.031, "high": 0.082, "excludes_zero": True, "n": 14042},
+                "truthfulqa_mc2|acc": {"delta": -0.01, "low": -0.04, "high": 0.02, "excludes_zero": False, "n": 817}})
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "benchmarks").mkdir()
+    (run / "benchmarks" / "compare.png").write_bytes(b"\x89PNG")
+    text = card_text(run)
+    assert "| task / metric | before | after | Δ | 95 % CI | excludes 0 |" in text
+    assert "| mmlu/acc | 0.4 | 0.4567 | +0.0567 | [+0.0310, +0.0820] | **yes** |" in text
+    assert "| truthfulqa_mc2/acc | 0.42 | 0.41 | -0.0100 | [-0.0400, +0.0200] | no |" in text
+    assert "![benchmarks before and after training](benchmarks/compare.png)" in text
+    assert "[benchmarks/compare.md](benchmarks/compare.md)" in text and "95% paired bootstrap" in text

@@ -117,9 +117,11 @@ class InstructkitArguments:
     # Benchmarks through lm-evaluation-harness after training (see instructkit.evaluation.harness)
     eval_benchmarks: list[str] | None = dataclasses.field(
         default=None,
-        metadata={"help": "lm-eval task/group names run on the trained model after training, on the main process, "
-                          "e.g. [mmlu, truthfulqa_mc1, truthfulqa_mc2]. A decontamination report is printed before "
-                          "training. Results go to <output_dir>/benchmarks/ and metrics.json."},
+        metadata={"help": "lm-eval task/group names run on the starting model before training and on the trained "
+                          "model after it, on the main process, e.g. [mmlu, truthfulqa_mc1, truthfulqa_mc2]; the "
+                          "deltas get paired 95 % intervals. The training rows are checked for overlap with the "
+                          "benchmark questions before training (decontaminate). Results go to "
+                          "<output_dir>/benchmarks/ (compare.md, compare.png) and metrics.json."},
     )
     benchmark_data_dir: str | None = dataclasses.field(
         default=None,
@@ -142,6 +144,18 @@ class InstructkitArguments:
     )
     benchmark_fewshot_as_multiturn: bool = dataclasses.field(
         default=True, metadata={"help": "With the chat template: few-shot examples as separate user/assistant turns."}
+    )
+    benchmark_steps: int = dataclasses.field(
+        default=0, metadata={"help": "Also run the eval_benchmarks every this many optimizer steps during training, on "
+                                     "the in-memory model (with benchmark_limit; main process; RNG states and train "
+                                     "mode restored): logged to report_to and drawn in training_curves.png. 0 = "
+                                     "only before and after training."}
+    )
+    decontaminate: str = dataclasses.field(
+        default="report",
+        metadata={"help": "With eval_benchmarks: 'report' lists the training rows whose word n-grams overlap benchmark "
+                          "questions (file:row) before training; 'drop' also removes them from the training data "
+                          "(counted and listed; works for mixtures).", "choices": ["report", "drop"]},
     )
     decontamination_ngram: int = dataclasses.field(
         default=8, metadata={"help": "Word n-gram size of the decontamination report (shorter questions match whole)."}
@@ -186,6 +200,14 @@ class EvaluateArguments:
     fewshot_as_multiturn: bool = dataclasses.field(
         default=True, metadata={"help": "With the chat template: few-shot examples as separate turns."})
     device: str | None = dataclasses.field(default=None, metadata={"help": "Default: cuda if available, else cpu."})
+    backend: str = dataclasses.field(
+        default="hf", metadata={"help": "lm-eval's model type: hf (transformers, any machine) or vllm (GPUs; needs "
+                                        "pip install 'instructkit[vllm]'). Adapters run as vLLM LoRA.",
+                                "choices": ["hf", "vllm"]})
+    tensor_parallel_size: int = dataclasses.field(
+        default=1, metadata={"help": "vllm: GPUs each model copy is split over."})
+    data_parallel_size: int = dataclasses.field(
+        default=1, metadata={"help": "vllm: model copies, each on its own GPUs (needs ray)."})
     output_dir: str = dataclasses.field(default="outputs/evaluate", metadata={"help": "Where results are written."})
     decontaminate: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "Training data files/folders ('embedded') to check against the benchmarks."})

@@ -260,8 +260,11 @@ def _split_conversations(data: dict, prompt: list[dict]) -> dict:
     return {"prompt": starts[0], **out}
 
 
-def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport) -> list[dict]:
-    """Convert and validate every row; stop with a row-level report, or skip and count."""
+def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport,
+                    exclude=None) -> list[dict]:
+    """Convert and validate every row; stop with a row-level report, or skip and count. `exclude`: a callable on
+    each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`); the rows it
+    leaves out are listed in `report.excluded` as file:row."""
     rows, bad = [], []
     required, optional = FORMAT_COLUMNS.get(fmt, (set(), set()))
     used = required | optional | set(CARRIED)
@@ -271,6 +274,9 @@ def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: D
         except RowProblem as p:
             bad.append((rec, p))
             report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
+            continue
+        if exclude is not None and exclude(rec):
+            report.excluded.append(f"{rec.source}:{rec.row}")
             continue
         row.update({k: rec.data[k] for k in CARRIED if rec.data.get(k) is not None})
         report.ignored.update(k for k in map(str, rec.data) if k not in used)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from instructkit.data.formats import convert_records, detect_format
 from instructkit.data.kinds import INSTRUCTIONS, PREFERENCES, DataKind
 from instructkit.data.mixtures import load_mixture
-from instructkit.data.report import DataReport
+from instructkit.data.report import DataReport, check_rows_left
 from instructkit.data.sources import read_source
 from instructkit.data.splits import split_by_size
 from instructkit.data.storage import to_datasets
@@ -40,19 +40,21 @@ class TrainingData:
         return next(iter(self.held_out.values()), None)
 
 
-def load_instructions(args, seed: int = 42) -> TrainingData:
-    """Instruction data: `train` and held-out split(s). `args`: InstructkitArguments."""
-    return load_data(args, seed, INSTRUCTIONS)
+def load_instructions(args, seed: int = 42, exclude=None) -> TrainingData:
+    """Instruction data: `train` and held-out split(s). `args`: InstructkitArguments. `exclude`: a callable on each
+    valid training record (`data.sources.Record`: file, row, fields) saying to leave it out, applied before the
+    rows are split and written to disk; what it leaves out is listed in the report (file:row)."""
+    return load_data(args, seed, INSTRUCTIONS, exclude)
 
 
-def load_preferences(args, seed: int = 42) -> TrainingData:
-    """Preference (DPO) data: prompt / chosen / rejected rows."""
-    return load_data(args, seed, PREFERENCES)
+def load_preferences(args, seed: int = 42, exclude=None) -> TrainingData:
+    """Preference (DPO) data: prompt / chosen / rejected rows (`exclude` as for `load_instructions`)."""
+    return load_data(args, seed, PREFERENCES, exclude)
 
 
-def load_data(args, seed: int, kind: DataKind) -> TrainingData:
+def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
     if args.dataset_mixture:
-        return TrainingData(*load_mixture(args, seed, kind))
+        return TrainingData(*load_mixture(args, seed, kind, exclude))
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
     splits = read_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name),
                          csv_delimiter=args.csv_delimiter)
@@ -65,14 +67,10 @@ def load_data(args, seed: int, kind: DataKind) -> TrainingData:
         raise InstructkitError(f"{where}: {report.format} data, but this recipe trains on {kind.name}.",
                                fix="use recipes/dpo.py for prompt/chosen/rejected data, an SFT recipe for "
                                    "instruction data (or set dataset_format if the detection is wrong).")
-    converted = {name: convert_records(records, report.format, args.on_bad_rows, report)
+    converted = {name: convert_records(records, report.format, args.on_bad_rows, report,
+                                       exclude if name == train_name else None)
                  for name, records in splits.items()}
-    if not converted[train_name]:
-        reasons = ", ".join(f"{r}: {n}" for r, n in report.skipped.most_common())
-        raise InstructkitError(f"dataset {args.dataset_name}: no training rows left: "
-                               + (f"every row of split {train_name!r} was skipped as invalid ({reasons})."
-                                  if reasons else f"split {train_name!r} is empty."),
-                               fix="correct the rows (on_bad_rows: error lists them with their row numbers).")
+    check_rows_left(converted[train_name], report, f"dataset {args.dataset_name}", f"split {train_name!r}")
     out = {"train": converted[train_name]}
     held_out = {k: v for k, v in converted.items() if k != train_name}
     if test_name in held_out:

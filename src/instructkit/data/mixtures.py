@@ -16,7 +16,7 @@ import random
 from instructkit.config.mixtures import read_mixtures
 from instructkit.data.formats import convert_records, detect_format, form_of, is_conversational
 from instructkit.data.kinds import DataKind
-from instructkit.data.report import DataReport
+from instructkit.data.report import DataReport, check_rows_left
 from instructkit.data.sources import Record, read_source
 from instructkit.data.splits import split_by_size
 from instructkit.data.storage import to_datasets
@@ -25,8 +25,10 @@ from instructkit.errors import InstructkitError
 FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text", "preference")
 
 
-def load_mixture(args, seed: int, kind: DataKind):
-    """Every data set of `dataset_mixture` read, validated and converted on its own, sampled, then mixed."""
+def load_mixture(args, seed: int, kind: DataKind, exclude=None):
+    """Every data set of `dataset_mixture` read, validated and converted on its own (`exclude`: see
+    `data.loading.load_instructions`; before weighting, so a left-out row is gone from every repeat), weighted,
+    then mixed."""
     entries = _entries(args.dataset_mixture)
     seed = args.dataset_mixture_seed if getattr(args, "dataset_mixture_seed", None) is not None else seed
     report = DataReport(format="mixture")
@@ -36,7 +38,7 @@ def load_mixture(args, seed: int, kind: DataKind):
         where = f"dataset_mixture entry {i} ({entry['path']})"
         records, dropped = _entry_records(entry, kind, where, getattr(args, "csv_delimiter", None))
         fmt = detect_format(records, entry.get("format", "auto"))
-        parts.append((entry, fmt, len(records), convert_records(records, fmt, args.on_bad_rows, report), dropped))
+        parts.append((entry, fmt, len(records), convert_records(records, fmt, args.on_bad_rows, report, exclude), dropped))
     counts = _fraction_counts([(e.get("fraction"), len(rows)) for e, _, _, rows, _ in parts])
     mixed: list[dict] = []
     for (entry, fmt, n_read, rows, dropped), count in zip(parts, counts):
@@ -52,6 +54,7 @@ def load_mixture(args, seed: int, kind: DataKind):
         mixed = [{"messages": r["prompt"] + r["completion"],
                   **{k: r[k] for k in ("task", "chat_template_kwargs") if k in r}}
                  if "completion" in r else r for r in mixed]
+    check_rows_left(mixed, report, "dataset_mixture", "every data set")
     rng.shuffle(mixed)
     train, test = (split_by_size(mixed, args.test_split_size, seed, "the mixture") if args.test_split_size > 0
                    else (mixed, []))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from instructkit.embedded import ensure_embedded
 from instructkit.errors import InstructkitError
-from instructkit.evaluation.harness import open_tasks, prepare_tasks
+from instructkit.evaluation.harness import prepare_tasks
 
 MIN_WORDS = 3  # questions shorter than this are not checked
 DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -94,40 +94,95 @@ def benchmark_questions(loaded_tasks: dict) -> dict[str, list[str]]:
     return out
 
 
+class BenchmarkIndex:
+    """The benchmark questions' word n-grams, for looking up which questions a training text overlaps."""
+
+    def __init__(self, questions: dict[str, list[str]], n: int = 8):
+        self.n, self.questions = n, questions
+        self.index = defaultdict(set)  # n-gram -> {(task, doc index)}
+        self.sizes: set[int] = set()
+        for task, texts in questions.items():
+            for i, text in enumerate(texts):
+                grams = ngrams(text, n)
+                if any(len(g.split()) < MIN_WORDS for g in grams):  # a one- or two-word question matches anything
+                    continue
+                self.sizes |= {len(g.split()) for g in grams}
+                for gram in grams:
+                    self.index[gram].add((task, i))
+
+    def hits(self, text: str) -> dict[str, dict[int, str]]:
+        """{task: {doc index: the first shared n-gram}} for a training text."""
+        hits = defaultdict(dict)
+        for size in self.sizes:
+            for gram in ngrams(text, size) & self.index.keys():
+                for task, doc in self.index[gram]:
+                    hits[task].setdefault(doc, gram)
+        return hits
+
+
+class Flagged:
+    """The rows found overlapping, per task: the report's body."""
+
+    def __init__(self, index: BenchmarkIndex):
+        self.index = index
+        self.tasks = {task: {"questions": len(texts), "overlapping_questions": set(), "rows": []}
+                      for task, texts in index.questions.items()}
+        self.checked = 0
+
+    def check(self, label: str, row_number: int, row) -> bool:
+        """Whether the row overlaps a benchmark question (and note where)."""
+        self.checked += 1
+        hits = self.index.hits(row_text(row))
+        for task, docs in hits.items():
+            self.tasks[task]["overlapping_questions"] |= set(docs)
+            self.tasks[task]["rows"].append({"file": label, "row": row_number, "docs": sorted(docs),
+                                             "ngram": docs[min(docs)]})
+        return bool(hits)
+
+    def result(self, files: list[str], dropped: list[str] | None = None) -> dict:
+        tasks = {task: {**entry, "overlapping_questions": len(entry["overlapping_questions"])}
+                 for task, entry in self.tasks.items()}
+        out = {"ngram": self.index.n, "training_rows": self.checked, "files": files, "tasks": tasks}
+        return out if dropped is None else {**out, "action": "drop", "dropped": dropped}
+
+
 def report(train: dict[str, list], questions: dict[str, list[str]], n: int = 8) -> dict:
     """train: {label (file): rows}. Per task: questions with an overlap, and the flagged rows (label, 1-based row)."""
-    index = defaultdict(set)  # n-gram -> {(task, doc index)}
-    sizes = set()
-    for task, texts in questions.items():
-        for i, text in enumerate(texts):
-            grams = ngrams(text, n)
-            if any(len(g.split()) < MIN_WORDS for g in grams):  # a one- or two-word question matches anything
-                continue
-            sizes |= {len(g.split()) for g in grams}
-            for gram in grams:
-                index[gram].add((task, i))
-    tasks = {task: {"questions": len(texts), "overlapping_questions": set(), "rows": []}
-             for task, texts in questions.items()}
+    flagged = Flagged(BenchmarkIndex(questions, n))
     for label, rows in train.items():
         for row_number, row in enumerate(rows, start=1):
-            hits = defaultdict(dict)  # task -> {doc: gram}
-            text = row_text(row)
-            for size in sizes:
-                for gram in ngrams(text, size) & index.keys():
-                    for task, doc in index[gram]:
-                        hits[task].setdefault(doc, gram)
-            for task, docs in hits.items():
-                tasks[task]["overlapping_questions"] |= set(docs)
-                tasks[task]["rows"].append({"file": label, "row": row_number,
-                                            "docs": sorted(docs), "ngram": docs[min(docs)]})
-    for entry in tasks.values():
-        entry["overlapping_questions"] = len(entry["overlapping_questions"])
-    return {"ngram": n, "training_rows": sum(len(r) for r in train.values()), "files": list(train), "tasks": tasks}
+            flagged.check(label, row_number, row)
+    return flagged.result(list(train))
+
+
+class RowScreen:
+    """The decontamination of a recipe's training rows, as `data.loading` calls it on every validated record
+    (`data.sources.Record`: file, 1-based row, fields): notes each overlapping row and, with `drop`, says to
+    leave it out. `result()` is the report (with `drop`: the rows removed, as file:row)."""
+
+    def __init__(self, index: BenchmarkIndex, drop: bool):
+        self.flagged, self.drop, self.files, self.dropped = Flagged(index), drop, [], []
+
+    def __call__(self, record) -> bool:
+        if record.source not in self.files:
+            self.files.append(record.source)
+        overlaps = self.flagged.check(record.source, record.row, record.data)
+        if overlaps and self.drop:
+            self.dropped.append(f"{record.source}:{record.row}")
+        return overlaps and self.drop
+
+    def result(self) -> dict:
+        return self.flagged.result(self.files, self.dropped if self.drop else None)
 
 
 def summary_lines(result: dict, max_rows: int = 5) -> list[str]:
     lines = [f"decontamination ({result['ngram']}-gram overlap, {result['training_rows']} training rows in "
              f"{', '.join(result['files'])}):"]
+    if result.get("action") == "drop":
+        shown = ", ".join(result["dropped"][:max_rows * 4])
+        more = f" and {len(result['dropped']) - max_rows * 4} more" if len(result["dropped"]) > max_rows * 4 else ""
+        lines.append(f"  decontaminate: drop removed {len(result['dropped'])} training rows before training"
+                     + (f": {shown}{more}" if shown else ""))
     for task, entry in result["tasks"].items():
         lines.append(f"  {task}: {entry['overlapping_questions']} of {entry['questions']} questions overlap "
                      f"{len(entry['rows'])} training rows")
@@ -136,9 +191,9 @@ def summary_lines(result: dict, max_rows: int = 5) -> list[str]:
     return lines
 
 
-def decontaminate(sources: list[str], protocol, task_dir: Path, n: int = 8) -> dict:
-    """The report for training data files against the benchmarks of `protocol` (see `evaluation.protocol.Protocol`)."""
-
-    names, manager = prepare_tasks(protocol, task_dir)
-    questions = benchmark_questions(open_tasks(manager, names)["tasks"])
+def decontaminate(sources: list[str], protocol, task_dir: Path, n: int = 8, prepared=None) -> dict:
+    """The report for training data files against the benchmarks of `protocol` (see `evaluation.protocol.Protocol`);
+    `prepared`: its tasks from `harness.prepare_tasks`, if already built."""
+    prepared = prepared or prepare_tasks(protocol, task_dir)
+    questions = benchmark_questions(prepared.loaded["tasks"])
     return report({str(f): read_rows(f) for f in training_files(sources)}, questions, n)

@@ -152,7 +152,7 @@ def truthfulqa_rows(rng: random.Random) -> tuple[list[dict], list[dict]]:
     return mc, gen
 
 
-def _readme(configs: dict[str, dict[str, str]], note: str) -> str:
+def readme_text(configs: dict[str, dict[str, str]], note: str) -> str:
     """A dataset card whose `configs:` block maps config names to files, as on the hub."""
     lines = ["---", "configs:"]
     for name, files in configs.items():
@@ -161,7 +161,7 @@ def _readme(configs: dict[str, dict[str, str]], note: str) -> str:
     return "\n".join(lines + ["---", "", note, ""])
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
@@ -173,14 +173,14 @@ def write_fixture(root: Path = FIXTURE_DIR, seed: int = 0) -> Path:
     for subject, rows in mmlu_rows(rng).items():
         parts = {"dev": rows[:5], "validation": rows[5:7], "test": rows[7:]}
         for split, part in parts.items():
-            _write_jsonl(mmlu / subject / f"{split}.jsonl", part)
+            write_jsonl(mmlu / subject / f"{split}.jsonl", part)
         configs[subject] = {split: f"{subject}/{split}.jsonl" for split in SPLITS}
-    (mmlu / "README.md").write_text(_readme(configs, note), encoding="utf-8")
+    (mmlu / "README.md").write_text(readme_text(configs, note), encoding="utf-8")
     tqa = root / "truthfulqa" / "truthful_qa"
     mc, gen = truthfulqa_rows(rng)
-    _write_jsonl(tqa / "multiple_choice" / "validation.jsonl", mc)
-    _write_jsonl(tqa / "generation" / "validation.jsonl", gen)
-    (tqa / "README.md").write_text(_readme({c: {"validation": f"{c}/validation.jsonl"}
+    write_jsonl(tqa / "multiple_choice" / "validation.jsonl", mc)
+    write_jsonl(tqa / "generation" / "validation.jsonl", gen)
+    (tqa / "README.md").write_text(readme_text({c: {"validation": f"{c}/validation.jsonl"}
                                             for c in ("generation", "multiple_choice")}, note), encoding="utf-8")
     return root
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from instructkit.config.arguments import DEFAULT_TASKS
 
@@ -21,3 +21,11 @@ class Protocol:
     apply_chat_template: bool = False
     fewshot_as_multiturn: bool = True  # only meaningful with the chat template
     device: str | None = None          # None: cuda when available, else cpu
+    backend: str = "hf"                # lm-eval's model type: hf (transformers) or vllm (GPU only)
+    tensor_parallel_size: int = 1      # vllm: GPUs per model copy
+    data_parallel_size: int = 1        # vllm: model copies (ray actors)
+
+    @classmethod
+    def from_arguments(cls, args) -> Protocol:
+        """The protocol of `instructkit eval`'s arguments (`config.arguments.EvaluateArguments`: same names)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})

@@ -17,12 +17,19 @@
 * `LearningSteps`: how many optimizer steps ran with a non-zero learning rate (the saved-weights check needs it).
 * `DropPickledArgs`: no pickled `training_args.bin` (unsafe to load, holds every argument incl. credentials) in any
   checkpoint; resuming does not read it, config.yaml holds the settings.
+* `BenchmarksDuringTraining`: the run's lm-eval benchmarks every `benchmark_steps` steps on the in-memory model, so a
+  regression (MMLU falling while the loss falls) shows while the run goes on, not after it. On the main process,
+  with `benchmark_limit`; the global RNG states and the train mode are restored afterwards, so the training goes on
+  exactly as without it. The headline scores go through `Trainer.log` (the log, the `report_to` targets,
+  `log_history` and so training_curves.png) as `benchmarks/<task>/<metric>`; step 0 is the before-training result;
+  every step's full results are in `<output_dir>/benchmarks/steps/step-<N>/`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -187,3 +194,39 @@ class DropPickledArgs(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             drop_pickled_args(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+
+def benchmark_logs(summary: dict) -> dict:
+    """A benchmark summary (`measurements.benchmark_summary`) as log entries: `benchmarks/<task>/<metric>` for its
+    headline scores (groups and lone tasks; MMLU's subjects stay in the step's benchmarks.json) and
+    `benchmarks_runtime`, the seconds it took."""
+    return {**{f"benchmarks/{key}": summary["scores"][key] for key in summary["headline"]},
+            "benchmarks_runtime": summary["seconds"]}
+
+
+class BenchmarksDuringTraining(TrainerCallback):
+    """Every `every` optimizer steps (not the last: the after-training benchmarks follow it), on the main process,
+    `run_at(step)` (a benchmark summary or None) logged through the trainer; at the start of a fresh run, the
+    before-training summary `before()` as step 0."""
+
+    def __init__(self, trainer, run_at: Callable[[int], dict | None], every: int, before: Callable[[], dict | None]):
+        self.trainer, self.run_at, self.every, self.before = trainer, run_at, every, before
+        self.seconds: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        before = self.before()
+        if state.is_world_process_zero and state.global_step == 0 and before:
+            self.trainer.log(benchmark_logs(before))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if (not state.is_world_process_zero or self.every <= 0 or step % self.every or step >= state.max_steps):
+            return
+        summary = self.run_at(step)
+        if summary is not None:
+            self.seconds.append(summary["seconds"])
+            log(f"benchmarks at step {step} ({summary['seconds']:.1f} s): " + ", ".join(
+                f"{k} {summary['scores'][k]:.4f}" for k in summary["headline"]))
+            should_log = control.should_log  # on_log clears it: the trainer's own loss line of this step must stay
+            self.trainer.log(benchmark_logs(summary))
+            control.should_log = self.trainer.control.should_log = should_log

@@ -1,4 +1,5 @@
-"""Training curves as a PNG next to the run: loss, learning rate, gradient norm, accuracies, rewards, eval metrics.
+"""Training curves as a PNG next to the run: loss, learning rate, gradient norm, accuracies, rewards, eval metrics,
+benchmark scores (before, during with `benchmark_steps`, after training).
 
 Read from the Trainer's `log_history` in `metrics.json`, so any finished run can be plotted again. matplotlib is an
 optional extra (`pip install 'instructkit[plots]'`); without it the run logs one line and goes on.
@@ -35,6 +36,7 @@ def panels(log_history: list[dict]) -> list[tuple[str, dict[str, list[tuple[int,
               ("rewards (DPO)", [k for k in series if "rewards/" in k and "accurac" not in k])]
     taken = {k for _, keys in groups for k in keys}
     groups.append(("eval metrics", [k for k in series if k.startswith("eval_") and k not in taken]))
+    groups.append(("benchmarks (lm-eval)", [k for k in series if k.startswith("benchmarks/")]))
     return [(title, {k: series[k] for k in keys if k in series}) for title, keys in groups
             if any(k in series for k in keys)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from instructkit.config.resolved import RecipeConfig
 from instructkit.data.loading import TrainingData, load_preferences
 from instructkit.log import log
-from instructkit.training import preflight
+from instructkit.training import measurements, preflight
 from instructkit.training.run import Run, parse_config
 
 
@@ -24,9 +24,11 @@ def parse_dpo_config(argv=None, default_config=None, fixed: dict | None = None,
 
 def load_preference_data(config: RecipeConfig) -> TrainingData:
     """Validated preference pairs (prompt / chosen / rejected), with held-out split(s)."""
-    data = load_preferences(config.script, config.training.seed)
+    screen = measurements.decontamination_screen(config)  # overlap with the benchmarks (drop: rows removed)
+    data = load_preferences(config.script, config.training.seed, exclude=screen)
     for line in data.report.lines():
         log(line)
+    measurements.log_decontamination(data, screen)
     return data
 
 

@@ -183,13 +183,33 @@ def _results(run: RunFiles) -> str:
         results.append("Held-out evaluation after training:\n\n" + _table(
             ["metric", "value"], [[k.removeprefix("eval_"), _num(v)] for k, v in metrics["eval"].items()
                                   if isinstance(v, (int, float)) and not k.endswith(("_runtime", "_per_second"))]))
-    bench = metrics.get("benchmarks") or {}
-    if bench.get("scores"):
-        protocol = bench.get("protocol") or {}
-        results.append(f"Benchmarks (lm-evaluation-harness, {protocol.get('num_fewshot')}-shot, chat template "
-                       f"{'on' if protocol.get('apply_chat_template') else 'off'}, limit {protocol.get('limit')}):\n\n"
-                       + _table(["task / metric", "score"], [[k, _num(v)] for k, v in bench["scores"].items()]))
+    if (metrics.get("benchmarks") or {}).get("scores"):
+        results.append(_benchmarks(run, metrics["benchmarks"]))
     return "## Results\n\n" + ("\n\n".join(results) if results else "No evaluation was run.") + "\n"
+
+
+def _benchmarks(run: RunFiles, bench: dict) -> str:
+    """The benchmark scores; with the before-training run, before / after / delta with its paired 95 % interval and
+    the before/after picture."""
+    protocol = bench.get("protocol") or {}
+    head = (f"Benchmarks (lm-evaluation-harness, {protocol.get('num_fewshot')}-shot, chat template "
+            f"{'on' if protocol.get('apply_chat_template') else 'off'}, limit {protocol.get('limit')})")
+    before, deltas = bench.get("before"), bench.get("deltas")
+    if not before or deltas is None:
+        return head + ":\n\n" + _table(["task / metric", "score"], [[k, _num(v)] for k, v in bench["scores"].items()])
+    rows = []
+    for key, after in bench["scores"].items():
+        found = deltas.get(key.replace("/", "|", 1)) or {}
+        ci = f"[{found['low']:+.4f}, {found['high']:+.4f}]" if "low" in found else found.get("note", "")
+        rows.append([key, _num(before.get(key, "—")), _num(after),
+                     f"{after - before[key]:+.4f}" if key in before else "—", ci,
+                     ("**yes**" if found["excludes_zero"] else "no") if "low" in found else ""])
+    picture = "benchmarks/compare.png"
+    return (head + f", before and after training. {bench.get('method', '')}\n\n"
+            + _table(["task / metric", "before", "after", "Δ", "95 % CI", "excludes 0"], rows)
+            + (f"\n\n![benchmarks before and after training]({picture})" if (run.out / picture).is_file() else "")
+            + f"\n\nDetails: [{bench.get('compare', 'benchmarks/compare.md')}]"
+              f"({bench.get('compare', 'benchmarks/compare.md')})")
 
 
 def _samples(run: RunFiles) -> str:

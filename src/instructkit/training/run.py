@@ -27,10 +27,12 @@ from instructkit.modeling.files import check_local_path
 from instructkit.paths import write_atomic
 from instructkit.training import curves, measurements, model_card, preflight
 from instructkit.training.callbacks import (
+    BenchmarksDuringTraining,
     DropPickledArgs,
     LearningSteps,
     StopOnNonFiniteLoss,
     add_sample_generations,
+    benchmark_logs,
 )
 from instructkit.training.faults import StopOnTerminate, final_save, guard_checkpoint_saves, lock_output_dir
 from instructkit.training.outputs import FINAL_SAVE_MARKER, METRICS_FILE, check_output_dir, prepare_output_dir
@@ -50,8 +52,8 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
     _ = config.training.device
     check_local_path(config.model.model_name_or_path, "model_name_or_path")
     check_local_path(config.script.tokenizer_name_or_path, "tokenizer_name_or_path")
+    measurements.check_benchmark_settings(config.script)
     if config.script.eval_benchmarks:  # a missing benchmark data dir fails now, not after training
-
         resolve_data_dir(config.script.benchmark_data_dir)
     if check_output:
         if is_main_process() and not Path(config.training.output_dir).is_file():
@@ -137,8 +139,12 @@ class Run:
         steps counted, SIGTERM saves and stops); a full disk while saving a checkpoint ends in one message."""
         self.report_dropped(trainer)
         log(preflight.summary(self.check(trainer)))
-        self.metrics["decontamination"] = measurements.contamination_report(self.config, self.data.train)
+        self.metrics["decontamination"] = self.data.report.decontamination  # screened while the data loaded
         add_sample_generations(trainer, self.config.script, self.data.test, self.tokenizer)
+        if self.config.script.eval_benchmarks:
+            trainer.add_callback(BenchmarksDuringTraining(
+                trainer, lambda step: measurements.benchmarks_at_step(trainer, self.tokenizer, self.config, step),
+                self.config.script.benchmark_steps, lambda: self.metrics.get("benchmarks_before")))
         trainer.add_callback(StopOnNonFiniteLoss())
         trainer.add_callback(DropPickledArgs())
         trainer.add_callback(self.learning_steps)
@@ -169,7 +175,20 @@ class Run:
             self.after_training(trainer)
         else:
             log(measurements.format_exact_match(f"{stage} training", results))
+            self.before_training(trainer)
         return results
+
+    def before_training(self, trainer) -> None:
+        """The benchmarks on the starting model (main process), the base of the after-training deltas; not when
+        resuming (the model is no longer the starting one)."""
+        if not self.config.script.eval_benchmarks or not is_main_process():
+            return
+        if self.resume_from:
+            log(f"benchmarks before training skipped: resuming from {self.resume_from} (the starting model is gone); "
+                "the after-training results get no deltas")
+            return
+        self.metrics["benchmarks_before"] = measurements.benchmarks_before_training(trainer, self.tokenizer,
+                                                                                    self.config)
 
     def after_training(self, trainer) -> None:
         """Generation metrics and lm-eval benchmarks on the in-memory model, main process only, as configured."""
@@ -180,7 +199,11 @@ class Run:
             self.metrics["generation_metrics"] = measurements.generation_metrics(
                 trainer, self.tokenizer, self.data.held_out, args)
         if args.eval_benchmarks:
-            self.metrics["benchmarks"] = measurements.benchmarks_after_training(trainer, self.tokenizer, self.config)
+            after = measurements.benchmarks_after_training(trainer, self.tokenizer, self.config,
+                                                           self.metrics.get("benchmarks_before"))
+            self.metrics["benchmarks"] = after
+            if after is not None:  # the last point of the benchmark curves (training_curves.png)
+                trainer.state.log_history.append({"step": trainer.state.global_step, **benchmark_logs(after)})
 
     # -- saved ------------------------------------------------------------------------------------------------
     def save(self, trainer, result) -> Path:

@@ -16,6 +16,7 @@ from instructkit.data.loading import TrainingData, load_instructions
 from instructkit.data.report import DataReport
 from instructkit.errors import InstructkitError
 from instructkit.log import log
+from instructkit.training import measurements
 from instructkit.training.run import Run, parse_config
 
 
@@ -34,9 +35,11 @@ def parse_sft_config(argv=None, default_config=None, fixed: dict | None = None,
 
 def load_sft_data(config: RecipeConfig) -> TrainingData:
     """Validated instruction rows in TRL's forms, with held-out split(s)."""
-    data = load_instructions(config.script, config.training.seed)
+    screen = measurements.decontamination_screen(config)  # overlap with the benchmarks (drop: rows removed)
+    data = load_instructions(config.script, config.training.seed, exclude=screen)
     for line in data.report.lines():
         log(line)
+    measurements.log_decontamination(data, screen)
     return data
 
 
