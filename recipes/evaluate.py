@@ -3,11 +3,10 @@
     python recipes/evaluate.py --model_name_or_path outputs/sft_lora --data_dir fixture   # or: instructkit eval ...
     instructkit eval --models BASE_DIR outputs/sft_full --data_dir ~/bench --apply_chat_template true
 
-Each model is a saved model folder or a LoRA adapter folder (on its base: the one its adapter_config.json names, or
---base). The tasks are lm-eval's own, offline on --data_dir (hub layout; 'fixture' = the bundled test data); --backend
-vllm runs them through vLLM on GPUs. Writes per model <output_dir>/<n>-<name>/benchmarks.json (+ the equivalent
-`lm-eval run`), benchmarks.md and samples.json (lm-eval's per-sample scores); with several models, compare.md: every
-delta against the first model with its paired bootstrap 95 % interval, and a before/after PNG per comparison.
+Each model is a saved model or LoRA adapter folder (on its base: the one its adapter_config.json names, or --base).
+Tasks are lm-eval's own, offline on --data_dir (hub layout; 'fixture' = bundled test data); --backend vllm on GPUs.
+Writes per model <output_dir>/<n>-<name>/benchmarks.json (+ the equivalent `lm-eval run`), benchmarks.md, samples.json;
+with several models, compare.md (deltas to the first, paired bootstrap 95 % intervals) and a PNG per comparison.
 """
 
 import json
@@ -42,7 +41,7 @@ def main(argv=None):
         print("\n".join(summary_lines(result)))
         (out / "decontamination.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    # Evaluate each model / adapter (a bar over the models; lm-eval's own bars per task and request type)
+    # Evaluate each model / adapter (a bar over the models; lm-eval's own per task)
     runs = []
     for i, model_dir in enumerate(tqdm(models, desc="models", unit="model")):
         folder = out / f"{i}-{Path(model_dir).name}"

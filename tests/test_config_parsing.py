@@ -162,14 +162,14 @@ def test_still_valid_trl_keys_are_accepted(tmp_path):
 
 
 def test_invalid_choice_in_yaml(tmp_path):
-    cfg = write(tmp_path, "packing_strategy: ffd\n")
+    cfg = write(tmp_path, "packing_strategy: bdf\n")
     message = error("--config", cfg)
-    assert f"'packing_strategy' in {cfg}: 'ffd' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?" in message
+    assert f"'packing_strategy' in {cfg}: 'bdf' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?" in message
 
 
 def test_invalid_choice_on_cli():
-    message = error("--packing_strategy", "ffd")
-    assert "'--packing_strategy' on the command line: 'ffd' is not one of bfd, bfd_split, wrapped" in message
+    message = error("--packing_strategy", "bdf")
+    assert "'--packing_strategy' on the command line: 'bdf' is not one of bfd, bfd_split, wrapped" in message
     assert "did you mean 'bfd'?" in message
 
 

@@ -222,8 +222,10 @@ def test_mixture_renames_columns_and_splits_a_test_set(tmp_path):
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"path": "x.jsonl", "wieght": 2}, "unknown key 'wieght' — did you mean 'weight'?"),
-    ({"path": "x.jsonl", "weight": -1}, "weight -1 is not a positive number"),
+    ({"path": "x.jsonl", "wieght": 2},
+     "unknown key 'wieght' in dataset_mixture entry 1 \\(x.jsonl\\) in the config — did you mean 'weight'?"),
+    ({"path": "x.jsonl", "weight": -1},
+     "'weight' of dataset_mixture entry 1 \\(x.jsonl\\) in the config: -1 is not a positive number"),
     ({"weight": 1}, "has no path"),
 ])
 def test_bad_mixture_entries_are_named(entry, message):

@@ -46,7 +46,7 @@ def test_implicit_prompt_is_the_shared_start_of_both_conversations():
     ({"prompt": "p", "chosen": "a"}, "rejected", "missing"),
     ({"prompt": "p", "chosen": "", "rejected": "b"}, "chosen", "is empty"),
     ({"chosen": "abc", "rejected": "xyz"}, "prompt", "share no opening text"),
-    ({"prompt": USER, "chosen": [{"role": "user", "content": "3"}], "rejected": "4"}, "chosen", "assistant messages"),
+    ({"prompt": USER, "chosen": [{"role": "user", "content": "3"}], "rejected": "4"}, "chosen", "has no assistant turn"),
     ({"chosen": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "3"}],
       "rejected": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "4"}]}, "prompt", "same turns"),
 ])

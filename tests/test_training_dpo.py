@@ -55,5 +55,5 @@ def test_dpo_config_rejects_removed_trl_keys():
     from instructkit.config.parsing import parse_args as parse_recipe_args
     from instructkit.errors import InstructkitError
 
-    with pytest.raises(InstructkitError, match="max_prompt_length.*removed in TRL 1.x: use 'max_length'"):
-        parse_recipe_args((InstructkitArguments, DPOConfig, ModelConfig), args=["--max_prompt_length", "64"])
+    with pytest.raises(InstructkitError, match="max_completion_length.*removed in TRL 0.29 \\(DPO\\): 'max_length'"):
+        parse_recipe_args((InstructkitArguments, DPOConfig, ModelConfig), args=["--max_completion_length", "64"])

@@ -62,11 +62,7 @@ def load_mixture(args, seed: int, kind: DataKind, exclude=None):
 
 
 def _entries(mixture) -> list[dict]:
-    """The entries in instructkit's form; a mixture that did not come through the config parser is checked here."""
-    if mixture and all(isinstance(e, dict) and "path" in e for e in mixture) and all(
-            set(e) <= {"path", "config", "split", "data_dir", "data_files", "format", "columns", "weight", "fraction"}
-            for e in mixture):
-        return mixture
+    """The entries in instructkit's form, checked (a mixture may come from code, not through the config parser)."""
     config, problems = read_mixtures({"dataset_mixture": mixture}, "the config", FORMATS)
     if problems:
         raise InstructkitError("; ".join(problems) + ".", fix="correct the mixture entry named above.")
