@@ -8,6 +8,7 @@ import yaml
 
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.machine import machine_defaults
+from instructkit.config.parsing import _load_config
 from instructkit.config.parsing import parse_args as parse_recipe_args
 from instructkit.config.resolved import RecipeConfig, resolved_config
 from instructkit.errors import InstructkitError, close_match
@@ -221,6 +222,20 @@ def test_config_with_yaml_syntax_error(tmp_path):
     message = error("--config", cfg)
     assert f"config file {cfg} is not valid YAML" in message
     assert "line" in message
+
+
+def test_a_key_set_twice_names_the_key_and_both_lines(tmp_path):
+    cfg = write(tmp_path, "learning_rate: 1.0e-3\nmax_steps: 3\nenv:\n  A: 1\n  A: 2\nlearning_rate: 5.0e-4\n")
+    message = error("--config", cfg)
+    assert message.startswith(f"config file {cfg} sets a key twice: 'learning_rate' is set on line 1 and again on "
+                              "line 6; 'A' is set on line 4 and again on line 5 (YAML would keep the last one silently)")
+    # the same key in two list items (mixture entries) is no duplicate; a YAML merge key is not one either
+    ok = write(tmp_path, "base: &b {weight: 1}\n", "anchors.yaml")
+    assert _load_config(ok) == {"base": {"weight": 1}}
+    ok = write(tmp_path, "dataset_mixture:\n  - {path: a.jsonl, weight: 1}\n  - {path: b.jsonl, weight: 2}\n", "m.yaml")
+    assert parse("--config", ok)[0].dataset_mixture[1] == {"path": "b.jsonl", "weight": 2}
+    merged = write(tmp_path, "a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n", "merge.yaml")
+    assert _load_config(merged)["b"] == {"k": 2}
 
 
 def test_env_mapping_sets_environment_variables(tmp_path, monkeypatch):

@@ -167,6 +167,99 @@ def plain_template_with_conversations(e: Env):
     e.loss([{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}], tokenizer=tok)
 
 
+def command_line(*args: str):
+    """An `instructkit ...` command line, checked as `instructkit` checks it (its own options' ranges)."""
+    from instructkit.commands.main import build_parser, check_ranges
+
+    check_ranges(build_parser().parse_known_args(list(args))[0])
+
+
+def output_dir_in_use(e: Env):
+    """A second run into an output_dir while the first (here: another process holding its lock) still runs."""
+    import subprocess
+    import sys
+
+    out = e.tmp / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from instructkit.training.faults import "
+                               "lock_output_dir; lock_output_dir(sys.argv[1]); print('locked', flush=True); "
+                               "time.sleep(60)", str(out), "--learning_rate", "1e-3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (out / ".instructkit.lock").write_text(json.dumps({  # what it says, made the same every time for the doc
+            "pid": 4242, "host": "node1", "started": "2025-01-01 12:00:00",
+            "command": "recipes/sft_lora.py --output_dir out"}))
+        from instructkit.training.faults import lock_output_dir
+
+        lock_output_dir(out)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def zero_adapter_after_steps(e: Env):
+    """A LoRA adapter whose lora_B are all zero although optimizer steps with a non-zero learning rate ran."""
+    import torch
+    from safetensors.torch import save_file
+
+    from instructkit.training.run import check_saved_weights
+
+    out = e.tmp / "out"
+    out.mkdir()
+    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.ones(4, 16),
+               "base_model.model.layers.0.q_proj.lora_B.weight": torch.zeros(16, 4)}, out / "adapter_model.safetensors")
+    check_saved_weights(out, stepped=3, steps=4, warmup_steps=1)
+
+
+def tiny_trainer(e: Env, **config):
+    """TRL's SFTTrainer on a one-layer model and 6 alpaca rows, writing into <tmp>/out."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tok = make_tokenizer()
+    chat_templates.set_chat_template(tok, "chatml")
+    args = SFTConfig(output_dir=str(e.tmp / "out"), bf16=False, use_cpu=True, report_to="none", max_length=64,
+                     per_device_train_batch_size=2, activation_checkpointing=False, disable_tqdm=True, **config)
+    rows = Dataset.from_list([convert_row(r, "alpaca") for r in GOOD])
+    return SFTTrainer(model=tiny_model(tok), args=args, processing_class=tok, train_dataset=rows)
+
+
+def disk_full_checkpoint(e: Env):
+    """The disk fills while the Trainer writes checkpoint-2 (checkpoint-1 is complete): torch.save fails as it does
+    on a full tmpfs (tests/test_training_faults.py fills a real one), with no word of the reason."""
+    import torch
+
+    from instructkit.training.faults import guard_checkpoint_saves
+
+    trainer = tiny_trainer(e, max_steps=2, save_strategy="steps", save_steps=1)
+    guard_checkpoint_saves(trainer)
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if "checkpoint-2" in str(f):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534") from OSError(
+                28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = save
+    try:
+        trainer.train()
+    finally:
+        torch.save = real_save
+
+
+def disk_full_final(e: Env):
+    """The disk fills while the final model is written (no checkpoint: save_strategy 'no')."""
+    from instructkit.training.faults import final_save
+
+    trainer = tiny_trainer(e, save_strategy="no")
+    out = Path(trainer.args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with final_save(trainer, out):
+        (out / "model.safetensors").write_bytes(b"half a model")
+        raise OSError(28, "No space left on device", str(out / "model.safetensors"))
+
+
 def serve_args(*args: str):
     from instructkit.commands.main import build_parser
 
@@ -328,6 +421,27 @@ CASES = [
          "recipe 'sft_qlora' ships no config 'qwen2.5-7' — did you mean 'qwen2.5-7b'?"),
     Case("config-twice", "config", "`--config` given twice",
          lambda e: e.parse("--config", "a.yaml", "--config", "b.yaml"), "--config is given twice"),
+    Case("out-of-range-cli", "config", "values out of range on the command line (`--per_device_train_batch_size 0 "
+         "--learning_rate -1 --lora_r 0`), which torch / peft would refuse only after the data is read",
+         lambda e: e.parse("--per_device_train_batch_size", "0", "--learning_rate", "-1", "--lora_r", "0"),
+         "'--per_device_train_batch_size' on the command line: 0 is out of range: it must be at least 1"),
+    Case("out-of-range-yaml", "config", "values out of range in the YAML config, reported with its other problems "
+         "(`lora_dropout: 1.5`, `warmup_steps: -2`, `beta: 0` and a misspelled key)",
+         lambda e: e.yaml("lora_dropout: 1.5\nwarmup_steps: -2\nbeta: 0\nmax_lenght: 64\n"),
+         "'lora_dropout' in <tmp>/config.yaml: 1.5 is out of range: it must be at least 0 and less than 1"),
+    Case("silently-ignored-value", "config", "a value the Trainer would take silently as another (`max_steps: 0` "
+         "trains `num_train_epochs`, `save_total_limit: 0` keeps every checkpoint)",
+         lambda e: e.yaml("max_steps: 0\nsave_total_limit: 0\n"), "it must be -1 or at least 1"),
+    Case("share-or-count", "config", "a fraction above 1 where a value is a share below 1 or a whole count "
+         "(`--save_steps 2.5`)", lambda e: e.parse("--save_steps", "2.5"),
+         "'--save_steps' on the command line: 2.5 is not a whole number"),
+    Case("cli-option-out-of-range", "config", "an `instructkit` option out of range (`instructkit serve x --port "
+         "70000`)", lambda e: command_line("serve", "x", "--port", "70000"),
+         "'--port' on the command line: 70000 is out of range: it must be at least 0 and at most 65535"),
+    Case("config-duplicate-key", "config", "the same key twice in a YAML config (`learning_rate: 1e-3` ... "
+         "`learning_rate: 5e-4`), which YAML would take silently", lambda e: e.yaml(
+             "learning_rate: 1.0e-3\nmax_steps: 3\nlearning_rate: 5.0e-4\n"),
+         "config file <tmp>/config.yaml sets a key twice: 'learning_rate' is set on line 1 and again on line 3"),
     Case("trainer-conflict", "config", "options the Trainer refuses together (`bf16: true` and `fp16: true`)",
          lambda e: e.yaml("bf16: true\nfp16: true\n"), "(while reading <tmp>/config.yaml)"),
     # --- conflicting options -------------------------------------------------------------------------------------
@@ -407,9 +521,28 @@ CASES = [
          lambda e: e.sft_data(e.write("data.jsonl", "[1, 2]\n")), "<tmp>/data.jsonl row 1: expected a JSON object"),
     Case("unsupported-file-type", "data", "a data file of another type (`data.xml`)",
          lambda e: e.sft_data(e.write("data.xml", "<rows/>\n")), "<tmp>/data.xml: unsupported data file type '.xml'"),
+    Case("compressed-parquet", "data", "a compressed Parquet file (`data.parquet.gz`: Parquet compresses itself)",
+         lambda e: e.sft_data(e.write("data.parquet.gz", b"\x1f\x8b")),
+         "<tmp>/data.parquet.gz: unsupported data file type '.parquet.gz'"),
     Case("empty-data-folder", "data", "a data folder without data files",
          lambda e: e.sft_data(str(Path(e.write("data/README.md", "hi")).parent)),
-         "data folder <tmp>/data holds no .jsonl/.json/.csv/.parquet files"),
+         "data folder <tmp>/data holds no .jsonl/.json/.csv/.tsv/.parquet files"),
+    Case("mixed-formats", "data", "a file mixing formats (alpaca rows and messages rows)",
+         lambda e: e.sft_data(e.jsonl("data.jsonl", GOOD[:4] + CHAT)),
+         "<tmp>/data.jsonl: the rows are in 2 formats: alpaca 4 rows (first: row 1), messages 4 rows (first: row 5)"),
+    Case("csv-field-count", "data", "a CSV row with more fields than the header (an unquoted separator)",
+         lambda e: e.sft_data(e.write("data.csv", "instruction,input,output\nReverse a,,a\nAdd 1, 2,,3\n")),
+         "<tmp>/data.csv line 3: 4 fields, but the header has 3"),
+    Case("csv-duplicate-column", "data", "a CSV header naming a column twice",
+         lambda e: e.sft_data(e.write("data.csv", "instruction,output,output\na,b,c\n")),
+         "<tmp>/data.csv: the header names column 'output' more than once"),
+    Case("bad-csv-delimiter", "data", "a `csv_delimiter` longer than one character (`csv_delimiter: ';;'`)",
+         lambda e: e.sft_data(e.write("data.csv", "instruction;output\na;b\n"), csv_delimiter=";;"),
+         "csv_delimiter ';;' (for <tmp>/data.csv) is not one character"),
+    Case("compressed-json-line", "data", "a malformed line in a compressed file (`data.jsonl.gz`)",
+         lambda e: e.sft_data(e.write("data.jsonl.gz", __import__("gzip").compress(
+             (json.dumps(GOOD[0]) + "\n{not json\n").encode(), mtime=0))),
+         "<tmp>/data.jsonl.gz line 2: not valid JSON"),
     Case("unknown-columns", "data", "columns that match no format (`question`, `answer`)",
          lambda e: e.sft_data(e.jsonl("data.jsonl", [{"question": "q", "answer": "a"}] * 3)),
          "cannot tell the data format from its columns ['answer', 'question']"),
@@ -509,6 +642,18 @@ CASES = [
     Case("resume-and-overwrite", "runs", "`resume_from_checkpoint` together with `overwrite_output_dir: true`",
          lambda e: e.prepare(str(e.tmp / "out"), True, str(e.tmp / "out" / "checkpoint-3")),
          "resume_from_checkpoint and overwrite_output_dir are both set"),
+    Case("output-dir-in-use", "runs", "a second run started into an output_dir while the first still runs",
+         output_dir_in_use, "is in use by another run: pid 4242 on node1, started 2025-01-01 12:00:00"),
+    Case("disk-full-checkpoint", "runs", "a full disk while the Trainer writes a checkpoint",
+         disk_full_checkpoint, "while saving checkpoint-2: a checkpoint needs about"),
+    Case("disk-full-final-save", "runs", "a full disk while the final model is saved", disk_full_final,
+         "while saving the final model: it needs about"),
+    Case("adapter-unchanged", "runs", "a LoRA adapter saved with its initial weights although optimizer steps with a "
+         "non-zero learning rate ran", zero_adapter_after_steps,
+         "holds its initial weights (every lora_B is zero) although 3 optimizer steps ran with a non-zero learning rate"),
+    Case("sigterm", "runs", "SIGTERM (how a scheduler preempts a job) during training", None,
+         "run the same command again to resume from it",
+         covered_by="tests/test_training_resume.py::test_sigterm_saves_a_checkpoint_and_the_same_command_resumes"),
     Case("nonfinite-loss", "runs", "a loss that turns nan/inf during training (here: `learning_rate: 1e30`)",
          nonfinite_loss, "training stopped at step 2: the loss or its gradients are not finite (nan/inf)"),
     # --- benchmarks ------------------------------------------------------------------------------------------------
@@ -566,13 +711,13 @@ traceback; `accelerate launch -q` leaves just the message.)
 
 Each case below is a test in `tests/test_errors.py` that triggers the bad input through the function a recipe
 calls and checks that the message shown here is printed, word for word. `<tmp>` stands for the folder the test
-ran in (and the working directory).
+ran in (and the working directory), `<size>` for a size in bytes / KB / MB that depends on the machine.
 
 """
 
 
 def normalize(message: str, tmp: Path) -> str:
-    return message.replace(str(tmp), "<tmp>")
+    return re.sub(r"\b\d+(?:\.\d+)? (?:bytes|KB|MB|GB|TB)\b", "<size>", message.replace(str(tmp), "<tmp>"))
 
 
 def render_case(case: Case, message: str) -> str:

@@ -1,6 +1,7 @@
 """A run killed with SIGKILL at a random step, relaunched with the same command, resumes from its last complete
 checkpoint and ends with the loss curve (and weights) of an uninterrupted run; a half-written checkpoint is never
-resumed from; a finished run is not overwritten; no credential reaches the outputs or the logs.
+resumed from; a run stopped by SIGTERM saves a checkpoint where it stopped and resumes from it the same way; a
+finished run is not overwritten; no credential reaches the outputs or the logs.
 
 Measured on CPU (torch 2.13, 2 threads): the resumed run's losses and final weights equal the uninterrupted run's
 exactly (max difference 0.0); the test allows 1e-6 relative.
@@ -103,6 +104,47 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint_and_matches(refere
         f"error: output_dir {out} holds a finished run (metrics.json, model.safetensors); this run would overwrite it. "
         "Fix: pass a new --output_dir, or --overwrite_output_dir true to replace that run."]
     assert losses(out) == got
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(reference, tmp_path):
+    """SIGTERM to the whole launch (as SLURM / Kubernetes preempt a job) between two checkpoint steps: the run saves a
+    checkpoint at the end of the step it is in and stops with one line; the same command resumes from it and ends
+    with the uninterrupted run's loss curve."""
+    ref_out, _ = reference
+    term_step = int(os.environ.get("INSTRUCTKIT_TERM_STEP") or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+    if term_step % SAVE_STEPS == 0:
+        term_step += 1  # between two scheduled checkpoints, so the one saved is SIGTERM's
+    seen = f"(SIGTERM after step {term_step}; INSTRUCTKIT_TERM_STEP={term_step} repeats it)"
+    out = tmp_path / "run"
+    stderr = tmp_path / "stderr.txt"
+    cmd = launch_command("sft_full", *ARGS, "--output_dir", str(out))
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, **ENV}, start_new_session=True)
+        logged = 0
+        for line in proc.stdout:
+            logged += line.lstrip().startswith("{'loss'")
+            if logged == term_step:
+                os.killpg(proc.pid, signal.SIGTERM)  # the launcher dies of it; the recipe saves, then ends
+        proc.wait(timeout=600)  # stdout ended: the recipe has exited too
+    stopped = [line for line in stderr.read_text().splitlines() if line.startswith("stopped: ")]
+    assert len(stopped) == 1 and "Traceback" not in stderr.read_text().split("stopped: ")[-1], seen
+    # the step the signal found running, or the next one if it landed between two
+    saved = outputs.checkpoints(out)[-1]
+    assert outputs.step_of(saved) in (term_step, term_step + 1) and outputs.checkpoint_problem(saved) is None, seen
+    assert stopped[0] == (f"stopped: SIGTERM: training stopped at step {outputs.step_of(saved)} of {MAX_STEPS} after "
+                          f"saving {saved}; run the same command again to resume from it."), seen
+    assert not (out / "metrics.json").exists() and not (out / "model.safetensors").exists()
+
+    resumed = launch("sft_full", *ARGS, "--output_dir", str(out), env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {saved} (step {outputs.step_of(saved)})" in resumed.stdout, seen
+    assert "taking over the lock" in resumed.stdout or not (out / ".instructkit.lock").exists()
+    ref, got = losses(ref_out), losses(out)
+    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
+    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
+    assert worst <= TOLERANCE, f"{seen}: max relative loss difference {worst}"
 
 
 @pytest.mark.slow

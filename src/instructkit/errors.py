@@ -1,14 +1,15 @@
 """User-facing errors: one clear message naming the file/row/key and the fix.
 
 Every entry point (recipes, CLI) runs inside `user_errors()`: an `InstructkitError` is printed as one
-`error: ...` line and the process exits with status 2, without a library traceback. Set
-`INSTRUCTKIT_DEBUG=1` to see the full traceback.
+`error: ...` line and the process exits with status 2, without a library traceback (a run stopped by SIGTERM after
+saving its checkpoint: one `stopped: ...` line, status 143). Set `INSTRUCTKIT_DEBUG=1` to see the full traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import sys
 
@@ -16,10 +17,18 @@ import sys
 class InstructkitError(Exception):
     """A problem with the user's input (config, data, paths), not a bug in instructkit."""
 
+    label, exit_status = "error", 2
+
     def __init__(self, message: str, fix: str | None = None):
         self.message = message
         self.fix = fix
         super().__init__(message + (f" Fix: {fix}" if fix else ""))
+
+
+class Interrupted(InstructkitError):
+    """The run was stopped from outside (SIGTERM) after saving what it resumes from: no mistake in the input."""
+
+    label, exit_status = "stopped", 128 + 15  # the status a shell shows for a process SIGTERM ended
 
 
 def close_match(name: str, candidates, cutoff: float = 0.6) -> str | None:
@@ -44,5 +53,12 @@ def user_errors():
     except InstructkitError as err:
         if debug_enabled():
             raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        print(f"{err.label}: {err}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_status)
+    except OSError as err:  # a full disk anywhere a save does not already say so (logs, report_to files, ...)
+        if debug_enabled() or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on the disk holding {err.filename or 'a file this run writes'} ({err.strerror}). "
+              "Fix: free space on that disk, then run the same command again (a run resumes from its last complete "
+              "checkpoint).", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -40,7 +40,8 @@ from instructkit.commands import (
     merge,
     serve,
 )
-from instructkit.errors import user_errors
+from instructkit.config.ranges import range_problem
+from instructkit.errors import InstructkitError, user_errors
 
 # in the order `instructkit --help` lists them; each module registers its parser and runs it (heavy imports inside)
 SUBCOMMANDS = (list_recipes, cp, merge, chat, generate, serve, embedded, inspect, evaluate, decontaminate, estimate)
@@ -60,7 +61,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.overrides and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
     with user_errors():
+        check_ranges(args)
         args.func(args)
+
+
+def check_ranges(args) -> None:
+    """The command's own numeric options against their ranges (`config.ranges`), every problem in one error; the
+    recipe overrides some commands pass on are checked by the recipe's parser."""
+    problems = [f"'{'-' if len(key) == 1 else '--'}{key}' on the command line: {problem}"
+                for key, value in vars(args).items() if (problem := range_problem(key, value))]
+    if problems:
+        raise InstructkitError("; ".join(problems) + ".", fix=f"run instructkit {args.command} --help.")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ class InstructkitArguments:
     dataset_name: str = dataclasses.field(
         default="embedded",
         metadata={
-            "help": "'embedded' (the project's generated data set), a local .json/.jsonl/.csv/.parquet file or a "
-            "folder of them, or a Hugging Face Hub dataset name."
+            "help": "'embedded' (the project's generated data set), a local .json/.jsonl/.csv/.tsv/.parquet file (JSON and "
+            "CSV also as .gz/.bz2/.xz/.zst) or a folder of them, or a Hugging Face Hub dataset name."
         },
     )
     dataset_mixture: list[dict] | None = dataclasses.field(
@@ -29,6 +29,11 @@ class InstructkitArguments:
             "= its target share of the mixture, none oversampled. columns: a list keeps those columns, a mapping "
             "renames them ({their_name: our_name}). The held-out split is test_split_size of the mixed rows."
         },
+    )
+    csv_delimiter: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Separator of .csv / .tsv data files (one character, or 'tab'); default: a tab for .tsv, else "
+                          "the one of , ; tab | that splits the header line into the most columns."},
     )
     dataset_mixture_seed: int | None = dataclasses.field(
         default=None, metadata={"help": "Seed of the mixture's sampling, shuffle and held-out split (the "

@@ -7,7 +7,9 @@ the YAML and the command line first. TRL lets several mistakes through or report
 * unknown YAML keys are silently ignored by TRL's own scripts (`fail_with_unknown_args=False`);
 * YAML values bypass argparse `choices` (`packing_strategy: ffd` only fails at trainer init);
 * type errors end in an argparse usage dump; `__post_init__` errors don't say which file caused them;
-* argparse accepts abbreviated flags (`--learning_rat` silently sets `learning_rate`).
+* argparse accepts abbreviated flags (`--learning_rat` silently sets `learning_rate`);
+* nothing checks ranges (`--per_device_train_batch_size 0` fails in torch after the data is read);
+* a key set twice in a YAML file is taken silently (the last one wins).
 
 Every such problem becomes one `InstructkitError` naming the key, where it came from and the fix.
 """
@@ -28,6 +30,7 @@ import yaml
 from instructkit.chat_templates import template_problem
 from instructkit.config.machine import OUR_DEFAULTS, machine_checks, machine_defaults
 from instructkit.config.mixtures import read_mixtures
+from instructkit.config.ranges import range_problem
 from instructkit.config.renames import STALE_KEYS, read_stale, read_stale_value
 from instructkit.errors import InstructkitError, close_match
 from instructkit.log import log
@@ -237,13 +240,21 @@ def _load_config(path: str) -> dict[str, Any]:
             f"config file {path} does not exist (relative paths start at {os.getcwd()}).",
             fix="pass --config with the path of an existing YAML file.",
         )
+    loader = _DuplicateKeyLoader(Path(path).read_text(encoding="utf-8"))
     try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        config = loader.get_single_data()
     except yaml.YAMLError as err:
         raise InstructkitError(
             f"config file {path} is not valid YAML: {' '.join(str(err).split())}",
             fix="fix the YAML syntax at the line shown (indentation, a missing ':' or an unclosed quote).",
         ) from err
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        twice = "; ".join(f"{key!r} is set on line {first} and again on line {again}"
+                          for key, first, again in loader.duplicates)
+        raise InstructkitError(f"config file {path} sets a key twice: {twice} (YAML would keep the last one "
+                               "silently).", fix="keep one line per key.")
     if not isinstance(config, dict):
         raise InstructkitError(
             f"config file {path} must be a YAML mapping of 'key: value' lines, not {type(config).__name__}.",
@@ -254,6 +265,26 @@ def _load_config(path: str) -> dict[str, Any]:
             f"'env' in {path} must be a mapping of environment variables.", fix="write e.g. 'env: {HF_HUB_OFFLINE: 1}'."
         )
     return config
+
+
+class _DuplicateKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that records every key a mapping sets twice, with both lines (PyYAML keeps the last)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[tuple[Any, int, int]] = []
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                if key in lines:
+                    self.duplicates.append((key, lines[key], line))
+                lines.setdefault(key, line)
+        return super().construct_mapping(node, deep)
 
 
 def _fields_by_name(dataclass_types) -> dict[str, tuple[dataclasses.Field, Any]]:
@@ -366,20 +397,24 @@ def _check_value(value, field: dataclasses.Field, hint, action: argparse.Action)
 
     Strings (all CLI values, quoted or unquoted YAML scalars) are converted the way argparse will convert them;
     other YAML values (numbers, booleans, lists, mappings) reach the dataclass as they are, so they are checked
-    against the type hint.
+    against the type hint. Numbers are then checked against their key's range (`config.ranges`).
     """
     if isinstance(value, list) and action.nargs == "+" and all(isinstance(v, str) for v in value):
         strings = value
     else:
         strings = [value] if isinstance(value, str) else []
+    converted = []
     for item in strings:
         try:
-            action.type(item)
+            converted.append(action.type(item))
         except (TypeError, ValueError, argparse.ArgumentTypeError):
             return f"{item!r} is not a valid {_type_name(hint)}"
     if not strings and not _matches(value, hint):
         shown = "an empty value" if value is None else f"{value!r} ({type(value).__name__})"
         return f"{shown} is not a valid {_type_name(hint)}"
+    out_of_range = range_problem(field.name, converted if strings else value)
+    if out_of_range:
+        return out_of_range
     allowed = _allowed_values(field, hint)
     if allowed:
         for item in value if isinstance(value, list) else [value]:

@@ -18,6 +18,7 @@ import yaml
 from instructkit.config.machine import compute_dtype
 from instructkit.distributed import sharding
 from instructkit.errors import InstructkitError
+from instructkit.paths import write_atomic
 
 REDACTED = "<redacted>"
 
@@ -90,14 +91,7 @@ def resolve_chat_template(config: RecipeConfig) -> RecipeConfig:
 
 
 def write_yaml(path, data: dict) -> Path:
-    import os
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
-    os.replace(partial, path)
-    return path
+    return write_atomic(path, yaml.safe_dump(data, sort_keys=True))
 
 
 def resolved_config(*instances) -> dict[str, Any]:

@@ -44,14 +44,36 @@ MAX_REPORTED_ROWS = 10
 CARRIED = ("task", "chat_template_kwargs")  # kept next to the converted row
 
 
+def row_format(data: dict) -> str | None:
+    """The format whose required columns the row has (the first in FORMAT_COLUMNS' order), or None."""
+    columns = {str(k) for k, v in data.items() if v is not None}
+    return next((fmt for fmt, (required, _) in FORMAT_COLUMNS.items() if required <= columns), None)
+
+
 def detect_format(records: list[Record], requested: str = "auto") -> str:
+    """The one format of the rows, from their columns. Rows of several formats are refused, naming each format, its
+    row count and first row; rows of no format (a column missing) are left to the row checks, which name them."""
     if requested != "auto":
         return requested
-    columns = {str(k) for r in records[:100] for k in r.data}
-    for fmt, (required, _) in FORMAT_COLUMNS.items():
-        if required <= columns:
-            return fmt
+    found: dict[str, list[Record]] = {}
+    for r in records:
+        fmt = row_format(r.data)
+        if fmt is not None:
+            found.setdefault(fmt, []).append(r)
+    if len(found) == 1:
+        return next(iter(found))
     where = records[0].source if records else "the data set"
+    if found:
+        sources = {r.source for rows in found.values() for r in rows}
+        where = where if len(sources) == 1 else f"the files of {where.rsplit('/', 1)[0] or where}"
+        shown = ", ".join(f"{fmt} {len(rows)} row{'s' * (len(rows) > 1)} (first: "
+                          f"{'' if len(sources) == 1 else rows[0].source + ' '}row {rows[0].row})"
+                          for fmt, rows in sorted(found.items(), key=lambda item: -len(item[1])))
+        raise InstructkitError(
+            f"{where}: the rows are in {len(found)} formats: {shown}; one data set is read in one format.",
+            fix="keep one format per file (a file per format, listed under dataset_mixture, which reads each in its "
+                "own format and mixes them), or set dataset_format to read every row as one format.")
+    columns = {str(k) for r in records[:100] for k in r.data}
     raise InstructkitError(
         f"{where}: cannot tell the data format from its columns {sorted(columns)}.",
         fix="use alpaca (instruction/input/output), prompt/completion, messages, ShareGPT conversations or text "

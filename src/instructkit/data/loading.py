@@ -56,7 +56,8 @@ def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
     if args.dataset_mixture:
         return TrainingData(*load_mixture(args, seed, kind, exclude))
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
-    splits = read_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name))
+    splits = read_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name),
+                         csv_delimiter=args.csv_delimiter)
     if train_name not in splits:
         raise InstructkitError(f"dataset {args.dataset_name} has no split {train_name!r} (it has: {', '.join(splits)}).",
                                fix="set dataset_train_split to one of those.")

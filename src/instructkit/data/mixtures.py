@@ -42,7 +42,7 @@ def load_mixture(args, seed: int, kind: DataKind, exclude=None):
     parts, held_out = [], {}
     for i, entry in enumerate(entries, 1):
         where = f"dataset_mixture entry {i} ({entry['path']})"
-        records, dropped, others = _entry_records(entry, kind, where)
+        records, dropped, others = _entry_records(entry, kind, where, getattr(args, "csv_delimiter", None))
         fmt = detect_format(records, entry.get("format", "auto"))
         parts.append((entry, fmt, len(records), convert_records(records, fmt, args.on_bad_rows, report, exclude),
                       dropped))
@@ -80,12 +80,13 @@ def _entries(mixture) -> list[dict]:
     return config["dataset_mixture"]
 
 
-def _entry_records(entry: dict, kind: DataKind, where: str):
+def _entry_records(entry: dict, kind: DataKind, where: str, csv_delimiter: str | None = None):
     """The records of one entry's split, with its columns kept or renamed; the columns dropped by a keep-list; the
     records of the other splits read with it (held-out data when test_split_size is 0), columns treated alike."""
     split = entry.get("split", "train")
     splits = read_source(entry["path"], entry.get("config"), kind, splits=(split,), data_dir=entry.get("data_dir"),
-                         data_files=entry.get("data_files"), where=where)
+                         data_files=entry.get("data_files"), where=where,
+                         csv_delimiter=csv_delimiter)
     if split not in splits:
         raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
                                fix="set split to one of those.")

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from instructkit.evaluation.protocol import Protocol
+from instructkit.paths import write_atomic
 
 SAMPLES_FILE = "samples.json"  # lm-eval's per-sample scores (evaluation.intervals.sample_values)
 
@@ -141,10 +142,10 @@ def compare_markdown(reports: list[tuple[str, dict]], intervals: list[dict], pic
 def save_results(report: dict, out_dir: Path, samples: dict | None = None) -> None:
     """benchmarks.json, benchmarks.md and (given) the per-sample scores, samples.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "benchmarks.md").write_text(markdown_table(report) + "\n")
+    write_atomic(out_dir / "benchmarks.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_atomic(out_dir / "benchmarks.md", markdown_table(report) + "\n")
     if samples is not None:
-        (out_dir / SAMPLES_FILE).write_text(json.dumps(samples) + "\n")
+        write_atomic(out_dir / SAMPLES_FILE, json.dumps(samples) + "\n")
 
 
 def load_samples(out_dir: Path) -> dict | None:

@@ -18,6 +18,7 @@ from instructkit.errors import InstructkitError
 from instructkit.modeling.adapters import merge_adapter
 from instructkit.modeling.files import is_adapter_dir
 from instructkit.modeling.loading import fit_to_tokenizer
+from instructkit.paths import write_atomic
 
 # A few conversations for the logit check (any tokenizer can encode them)
 CHECK_CONVERSATIONS = [
@@ -93,7 +94,7 @@ def merge(adapter_dir: str, out_dir: str, dtype: str | None = None, trust_remote
     for name in RUN_RECORDS:
         if (adapter / name).is_file():
             shutil.copy2(adapter / name, out / name)
-    (out / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / MERGE_RECORD, json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -14,6 +14,7 @@
   its loss scaler overflows on purpose now and then and skips that step. On the first non-finite value the run ends
   with one message, nothing more is saved, and the newest checkpoint, written before the bad step, stays the last
   good one.
+* `LearningSteps`: how many optimizer steps ran with a non-zero learning rate (the saved-weights check needs it).
 * `DropPickledArgs`: no pickled `training_args.bin` (unsafe to load, holds every argument incl. credentials) in any
   checkpoint; resuming does not read it, config.yaml holds the settings.
 * `BenchmarksDuringTraining`: the run's lm-eval benchmarks every `benchmark_steps` steps on the in-memory model, so a
@@ -38,6 +39,7 @@ from instructkit.distributed import weights_sharded
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.generation import generate
 from instructkit.log import log
+from instructkit.paths import write_atomic
 from instructkit.training.outputs import SAMPLES_FILE, drop_pickled_args, last_complete
 
 
@@ -58,8 +60,7 @@ class SampleGenerations(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and state.global_step == 0:  # a fresh run (not a resume) starts the file anew
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("")
+            write_atomic(self.path, "")
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every > 0 and state.global_step % self.every == 0:
@@ -79,8 +80,8 @@ class SampleGenerations(TrainerCallback):
             prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
             samples.append({"step": state.global_step, "prompt": prompt, "target": row.get("target"),
                             "text": answer["text"], "stopped": answer["stopped"]})
-        with self.path.open("a", encoding="utf-8") as f:
-            f.writelines(json.dumps(s) + "\n" for s in samples)
+        earlier = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
+        write_atomic(self.path, earlier + "".join(json.dumps(s) + "\n" for s in samples))
         log(f"samples at step {state.global_step}:\n" + "\n".join(
             f"  {_short(s['prompt'])!r} -> {_short(s['text'])!r}" + ("" if s["stopped"] else " (no end of turn)")
             + (f"  [target {_short(s['target'])!r}]" if s["target"] is not None else "") for s in samples))
@@ -167,6 +168,24 @@ class StopOnNonFiniteLoss(TrainerCallback):
             if isinstance(value, (int, float)) and not math.isfinite(value):
                 raise stop_message(f"the logged {key} is {value}", state.global_step, args.output_dir,
                                    before_the_step=False)
+
+
+class LearningSteps(TrainerCallback):
+    """Counts the optimizer steps that ran with a non-zero learning rate (a warmup's first step runs at 0), so the
+    saved-weights check knows whether training could have changed the weights at all."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if optimizer is not None and max(group["lr"] for group in optimizer.param_groups) > 0:
+            self.steps += 1
+
+    def count(self, state) -> int:
+        """This process's steps, or, for a resumed run, at least the logged steps before it that had one (the
+        Trainer logs the learning rate each logged step ran with)."""
+        logged = sum(1 for h in state.log_history if h.get("learning_rate", 0) > 0 and "loss" in h)
+        return max(self.steps, logged)
 
 
 class DropPickledArgs(TrainerCallback):

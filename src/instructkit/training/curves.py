@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from instructkit.log import log
+from instructkit.paths import atomic_path
 
 CURVES_FILE = "training_curves.png"
 # Keys that describe the logging itself, not the model
@@ -75,6 +76,7 @@ def plot_training_curves(out_dir: Path) -> Path | None:
             ax.legend(fontsize=8)
     fig.suptitle(out_dir.name)
     path = out_dir / CURVES_FILE
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=100, format="png")
     log(f"training curves: {path} ({', '.join(title for title, _ in found)})")
     return path

@@ -15,7 +15,7 @@ import yaml
 
 from instructkit.data.sources import DATA_SUFFIXES
 from instructkit.log import log
-from instructkit.paths import looks_like_local_path
+from instructkit.paths import looks_like_local_path, write_atomic
 from instructkit.training.outputs import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
 
 CARD_FILE = "README.md"
@@ -241,7 +241,6 @@ def write_model_card(out_dir: Path) -> Path:
     """Write `<out_dir>/README.md` (the model card)."""
     from huggingface_hub import ModelCard
 
-    path = Path(out_dir) / CARD_FILE
-    ModelCard(card_text(Path(out_dir))).save(path)
+    path = write_atomic(Path(out_dir) / CARD_FILE, str(ModelCard(card_text(Path(out_dir)))))
     log(f"model card: {path}")
     return path

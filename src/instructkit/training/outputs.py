@@ -3,7 +3,9 @@
 Re-running a killed run's command resumes it. Before anything loads, `prepare_output_dir` decides:
 
 * output_dir holds a **finished** run (`metrics.json` or saved weights at its top level): refused, unless
-  `overwrite_output_dir: true`, which removes that run's checkpoints, weights and metrics and starts over;
+  `overwrite_output_dir: true`, which removes that run's checkpoints, weights and metrics and starts over. A final
+  save that did not finish (killed, or the disk full) leaves `FINAL_SAVE_MARKER`: that run is unfinished, what the
+  save wrote is removed and the run resumes from its last checkpoint;
 * it holds **checkpoints** of an unfinished run: its `config.yaml` (written when that run started) must equal this
   run's resolved config, else refused with the keys that differ; then training resumes from the newest *complete*
   checkpoint. Transformers writes a checkpoint in place, file by file, `trainer_state.json` last, so a kill while
@@ -30,6 +32,7 @@ from instructkit.config.resolved import write_yaml
 from instructkit.errors import InstructkitError
 
 CONFIG_FILE, METRICS_FILE, SAMPLES_FILE = "config.yaml", "metrics.json", "samples.jsonl"
+FINAL_SAVE_MARKER = ".final_save_incomplete"  # written before the final save, removed once metrics.json is written
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FINISHED_MARKERS = (METRICS_FILE, "model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Keys that may differ between the run that wrote the checkpoints and the run resuming them.
@@ -48,9 +51,21 @@ def step_of(checkpoint: Path) -> int:
 
 
 def finished_run(output_dir) -> list[str]:
-    """What marks `output_dir` as holding a finished run (empty if nothing does)."""
+    """What marks `output_dir` as holding a finished run (empty if nothing does, or its final save did not finish)."""
     out = Path(output_dir)
+    return [] if (out / FINAL_SAVE_MARKER).is_file() else _final_files(out)
+
+
+def _final_files(out: Path) -> list[str]:
     return [name for name in FINISHED_MARKERS if (out / name).is_file()] + [p.name for p in out.glob("model-*.safetensors")]
+
+
+def unfinished_final_save(output_dir) -> list[Path]:
+    """What a final save that did not finish left at the top of `output_dir` (its marker last), else nothing."""
+    out = Path(output_dir)
+    if not (out / FINAL_SAVE_MARKER).is_file():
+        return []
+    return [out / name for name in _final_files(out)] + [out / FINAL_SAVE_MARKER]
 
 
 # --- is a checkpoint complete? -----------------------------------------------------------------------------------
@@ -181,7 +196,7 @@ def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print
     check_output_dir(training_args, overwrite)
     out = Path(training_args.output_dir)
     if overwrite:
-        resume, stale = None, checkpoints(out) + [out / name for name in finished_run(out)]
+        resume, stale = None, checkpoints(out) + [out / name for name in _final_files(out)]
     elif training_args.resume_from_checkpoint:
         resume, stale = str(training_args.resume_from_checkpoint), []
         log(f"resuming from {resume} (resume_from_checkpoint)")
@@ -190,10 +205,14 @@ def prepare_output_dir(training_args, overwrite: bool, resolved: dict, log=print
     if state.is_main_process:
         for ckpt in checkpoints(out):  # written by an older instructkit or a plain Trainer run
             drop_pickled_args(ckpt)
+        for path in unfinished_final_save(out):
+            log(f"removing {path}: the final save of the run that wrote it did not finish")
+            path.unlink(missing_ok=True)
         for path in stale:
             if overwrite:
                 log(f"overwrite_output_dir: removing {path}")
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         out.mkdir(parents=True, exist_ok=True)
         write_yaml(out / CONFIG_FILE, resolved)  # atomically: a kill never leaves half a config.yaml
     state.wait_for_everyone()

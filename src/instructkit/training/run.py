@@ -19,20 +19,23 @@ from pathlib import Path
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
 from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_model
-from instructkit.distributed import machine_summary, use_all_cpu_cores
+from instructkit.distributed import machine_summary, sharding, use_all_cpu_cores
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.harness import resolve_data_dir
 from instructkit.log import is_main_process, log
 from instructkit.modeling.files import check_local_path
+from instructkit.paths import write_atomic
 from instructkit.training import curves, measurements, model_card, preflight
 from instructkit.training.callbacks import (
     BenchmarksDuringTraining,
     DropPickledArgs,
+    LearningSteps,
     StopOnNonFiniteLoss,
     add_sample_generations,
     benchmark_logs,
 )
-from instructkit.training.outputs import METRICS_FILE, check_output_dir, prepare_output_dir
+from instructkit.training.faults import StopOnTerminate, final_save, guard_checkpoint_saves, lock_output_dir
+from instructkit.training.outputs import FINAL_SAVE_MARKER, METRICS_FILE, check_output_dir, prepare_output_dir
 
 
 def parse_config(trainer_config_class, argv=None, default_config=None, fixed: dict | None = None,
@@ -53,28 +56,43 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
     if config.script.eval_benchmarks:  # a missing benchmark data dir fails now, not after training
         resolve_data_dir(config.script.benchmark_data_dir)
     if check_output:
+        if is_main_process() and not Path(config.training.output_dir).is_file():
+            lock_output_dir(config.training.output_dir)  # a second run into it is refused until this one ends
         check_output_dir(config.training, config.script.overwrite_output_dir)
     use_all_cpu_cores()
     log(f"{config.recipe} on {machine_summary(config.training)} -> {config.training.output_dir}")
     return resolve_model(resolve_chat_template(config))
 
 
-def check_saved_weights(out: Path, trained: bool) -> None:
-    """What was saved loads and holds the training: a full model file, or LoRA weights that are not empty and (after
-    training) not all zero. ZeRO-3 without a 16-bit gather on save writes neither, silently."""
+def check_saved_weights(out: Path, stepped: int, steps: int = 0, warmup_steps: float = 0) -> None:
+    """What was saved loads and holds the training: a full model file, or LoRA weights that are not empty and, once an
+    optimizer step with a non-zero learning rate ran (`stepped` of all `steps`), not all zero. An adapter no such step
+    changed (a one-step run whose warmup starts at 0) is logged, not refused. The fix named is the launch's: ZeRO-3
+    without a 16-bit gather on save writes neither a model file nor adapter weights, silently."""
     from safetensors import safe_open
 
-    fix = "with DeepSpeed ZeRO-3 set zero3_save_16bit_model: true in the accelerate config (accelerate_configs/" \
-          "deepspeed_zero3.yaml does)."
+    fix = {"zero3": "with DeepSpeed ZeRO-3 set zero3_save_16bit_model: true in the accelerate config (accelerate_"
+                    "configs/deepspeed_zero3.yaml does).",
+           "fsdp": "with FSDP set fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config (accelerate_configs/"
+                   "fsdp.yaml does)."}.get(sharding(), "check the free space and the files in that folder, then run "
+                                                       "again; if it persists, report it with the launch command.")
     adapter = out / "adapter_model.safetensors"
     if adapter.is_file():
         with safe_open(str(adapter), "pt") as f:
             lora_b = [f.get_tensor(k) for k in f.keys() if "lora_B" in k]
         if not lora_b or any(t.numel() == 0 for t in lora_b):
             raise InstructkitError(f"the LoRA adapter saved to {adapter} is empty.", fix=fix)
-        if trained and all(not t.any() for t in lora_b):
-            raise InstructkitError(f"the LoRA adapter saved to {adapter} holds its initial weights (every lora_B is "
-                                   "zero) although training ran.", fix=fix)
+        if all(not t.any() for t in lora_b):
+            if not stepped:
+                log(f"note: the adapter in {adapter} holds its initial weights (every lora_B is zero): none of the "
+                    f"{steps} optimizer step(s) ran with a non-zero learning rate (warmup_steps {warmup_steps:g} "
+                    "raises it from 0); train for more steps than the warmup to change the weights")
+                return
+            raise InstructkitError(
+                f"the LoRA adapter saved to {adapter} holds its initial weights (every lora_B is zero) although "
+                f"{stepped} optimizer step{'s' * (stepped > 1)} ran with a non-zero learning rate.",
+                fix=fix if sharding() else "the adapter received no gradient: check with instructkit inspect that "
+                                           "the rows have trained tokens, and that grad_norm in metrics.json is not 0.")
     elif not list(out.glob("model*.safetensors")):
         raise InstructkitError(f"no model.safetensors was written to {out} (only sharded checkpoints).", fix=fix)
 
@@ -89,6 +107,7 @@ class Run:
         self.started = time.time()
         self.metrics: dict = {"recipe": config.recipe, "machine": machine_summary(config.training), "exact_match": {}}
         self.resume_from: str | None = None
+        self.learning_steps = LearningSteps()
 
     @classmethod
     def resolve(cls, config: RecipeConfig, data, tokenizer) -> RecipeConfig:
@@ -130,7 +149,8 @@ class Run:
     # -- before the first step ----------------------------------------------------------------------------------
     def prepare(self, trainer) -> None:
         """Counts of what TRL's preparation dropped or cut, checks of the prepared rows, the decontamination report,
-        and the callbacks every run has (sample generations, stop on nan/inf, no pickles in checkpoints)."""
+        and the callbacks every run has (sample generations, stop on nan/inf, no pickles in checkpoints, learning
+        steps counted, SIGTERM saves and stops); a full disk while saving a checkpoint ends in one message."""
         self.report_dropped(trainer)
         log(preflight.summary(self.check(trainer)))
         self.metrics["decontamination"] = self.data.report.decontamination  # screened while the data loaded
@@ -141,6 +161,9 @@ class Run:
                 self.config.script.benchmark_steps, lambda: self.metrics.get("benchmarks_before")))
         trainer.add_callback(StopOnNonFiniteLoss())
         trainer.add_callback(DropPickledArgs())
+        trainer.add_callback(self.learning_steps)
+        trainer.add_callback(StopOnTerminate())  # last: it ends the run once the others have seen the save
+        guard_checkpoint_saves(trainer)
 
     def check(self, trainer) -> dict:
         return preflight.check(trainer, self.data.report)
@@ -199,20 +222,26 @@ class Run:
     # -- saved ------------------------------------------------------------------------------------------------
     def save(self, trainer, result) -> Path:
         """Model/adapter + tokenizer (every rank takes part, as ZeRO-3 needs), then metrics, curves and the model
-        card (main process). `result`: what `trainer.train()` returned."""
+        card (main process). `result`: what `trainer.train()` returned. Until all of it is written, output_dir holds
+        FINAL_SAVE_MARKER: a save cut short (a kill, a full disk) leaves a run that resumes, not half a model."""
         out = Path(self.config.training.output_dir)
-        trainer.save_model(str(out))
-        if trainer.accelerator.is_main_process:
-            check_saved_weights(out, trained=trainer.state.global_step > 0)
-            (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml holds the same settings
-            self.tokenizer.save_pretrained(out)
-            self.metrics.update(trainer=type(trainer).__name__, train=result.metrics,
-                                log_history=trainer.state.log_history, data=self.data.report.as_dict(),
-                                seconds=round(time.time() - self.started, 1))
-            (out / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
-
-            curves.plot_training_curves(out)  # training_curves.png, then README.md (the model card) shows it
-            model_card.write_model_card(out)
+        main = trainer.accelerator.is_main_process
+        with final_save(trainer, out):
+            if main:
+                write_atomic(out / FINAL_SAVE_MARKER, "")
+            trainer.save_model(str(out))
+            if main:
+                check_saved_weights(out, self.learning_steps.count(trainer.state), trainer.state.global_step,
+                                    trainer.args.warmup_steps)
+                (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml holds the same settings
+                self.tokenizer.save_pretrained(out)
+                self.metrics.update(trainer=type(trainer).__name__, train=result.metrics,
+                                    log_history=trainer.state.log_history, data=self.data.report.as_dict(),
+                                    seconds=round(time.time() - self.started, 1))
+                write_atomic(out / METRICS_FILE, json.dumps(self.metrics, indent=2, default=str) + "\n")
+                curves.plot_training_curves(out)  # training_curves.png, then README.md (the model card) shows it
+                model_card.write_model_card(out)
+                (out / FINAL_SAVE_MARKER).unlink()
         trainer.accelerator.wait_for_everyone()
         saved = "adapter" if (out / "adapter_model.safetensors").is_file() else "model"
         log(f"saved to {out}: {saved}, tokenizer, config.yaml, metrics.json "
