@@ -27,7 +27,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from instructkit.data.splits import exact_match_rows
-from instructkit.distributed import weights_sharded
+from instructkit.distributed import weights_for_generation, weights_sharded
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.generation import generate
 from instructkit.log import log
@@ -41,7 +41,8 @@ def _short(text: str, width: int = 80) -> str:
 
 class SampleGenerations(TrainerCallback):
     """Every `every` optimizer steps and at the end of training, on the main process: greedy answers to `rows`
-    ({prompt, target (optional)}), logged and appended to `<output_dir>/samples.jsonl`."""
+    ({prompt, target (optional)}), logged and appended to `<output_dir>/samples.jsonl`. Under ZeRO-3 / FSDP every
+    process gathers the weights for it (`distributed.weights_for_generation`)."""
 
     def __init__(self, trainer, tokenizer, rows: list[dict], every: int, max_new_tokens: int):
         self.trainer, self.tokenizer, self.rows = trainer, tokenizer, rows
@@ -62,9 +63,16 @@ class SampleGenerations(TrainerCallback):
         self.sample(args, state, control, model)
 
     def sample(self, args, state, control, model) -> list[dict] | None:
-        if not state.is_world_process_zero or state.global_step == self.last_step:
+        if state.global_step == self.last_step:
             return None
         self.last_step = state.global_step
+        if weights_sharded(self.trainer):  # every process gathers the weights, the main one generates
+            with weights_for_generation(self.trainer, main_only=True) as full:
+                return self.write(args, state, control, full) if full is not None and state.is_world_process_zero \
+                    else None
+        return self.write(args, state, control, model) if state.is_world_process_zero else None
+
+    def write(self, args, state, control, model) -> list[dict]:
         answers = generate(model, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens,
                            batch_size=len(self.rows))
         samples = []
@@ -108,9 +116,6 @@ def sample_rows(args, held_out, tokenizer) -> list[dict]:
 def add_sample_generations(trainer, args, held_out, tokenizer) -> SampleGenerations | None:
     """Attach `SampleGenerations` to `trainer` as `args` configure it; None when off or not possible (says why)."""
     if args.sample_generations_steps <= 0:
-        return None
-    if weights_sharded(trainer):
-        log("sample generations skipped: the weights are sharded (FSDP / ZeRO-3), so one process cannot generate")
         return None
     rows = sample_rows(args, held_out, tokenizer)
     if not rows:

@@ -19,7 +19,8 @@ from pathlib import Path
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
 from instructkit.config.resolved import RecipeConfig, resolve_model
-from instructkit.distributed import machine_summary, use_all_cpu_cores
+from instructkit.distributed import (check_launch, enable_fsdp_on_cpu, format_launch, launch_summary, machine_summary,
+                                    use_all_cpu_cores)
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.harness import resolve_data_dir
 from instructkit.log import is_main_process, log
@@ -41,6 +42,7 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
     # The Trainer's own set-up of the process group (DDP over gloo on CPU, DeepSpeed, ...) must come first:
     # any earlier bare PartialState() would pin this process to a single-process state.
     _ = config.training.device
+    enable_fsdp_on_cpu()  # before the trainer's Accelerator exists: an FSDP launch on CPU runs FSDP, not DDP
     check_local_path(config.model.model_name_or_path, "model_name_or_path")
     check_local_path(config.script.tokenizer_name_or_path, "tokenizer_name_or_path")
     if config.script.eval_benchmarks:  # a missing benchmark data dir fails now, not after training
@@ -50,7 +52,9 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
         check_output_dir(config.training, config.script.overwrite_output_dir)
     use_all_cpu_cores()
     log(f"{config.recipe} on {machine_summary(config.training)} -> {config.training.output_dir}")
-    return resolve_model(config)
+    config = resolve_model(config)
+    check_launch(config.model)
+    return config
 
 
 def check_saved_weights(out: Path, trained: bool) -> None:
@@ -111,6 +115,8 @@ class Run:
     def prepare(self, trainer) -> None:
         """Counts of what TRL's preparation dropped or cut, checks of the prepared rows, the decontamination report,
         and the callbacks every run has (sample generations, stop on nan/inf, no pickles in checkpoints)."""
+        self.metrics["launch"] = launch_summary(trainer)  # what accelerate runs: FSDP / DeepSpeed / DDP, processes
+        log(format_launch(self.metrics["launch"]))
         self.report_dropped(trainer)
         log(preflight.summary(self.check(trainer)))
         self.metrics["decontamination"] = measurements.contamination_report(self.config, self.data.train)
@@ -145,14 +151,13 @@ class Run:
         return results
 
     def after_training(self, trainer) -> None:
-        """Generation metrics and lm-eval benchmarks on the in-memory model, main process only, as configured."""
+        """Generation metrics and lm-eval benchmarks on the in-memory model (computed on the main process; every
+        process takes part in gathering sharded weights), as configured."""
         args = self.config.script
-        if not is_main_process():
-            return
         if args.eval_generation_metrics:
             self.metrics["generation_metrics"] = measurements.generation_metrics(
                 trainer, self.tokenizer, self.data.held_out, args)
-        if args.eval_benchmarks:
+        if args.eval_benchmarks and is_main_process():
             self.metrics["benchmarks"] = measurements.benchmarks_after_training(trainer, self.tokenizer, self.config)
 
     # -- saved ------------------------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ class Run:
             check_saved_weights(out, trained=trainer.state.global_step > 0)
             (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml holds the same settings
             self.tokenizer.save_pretrained(out)
-            self.metrics.update(trainer=type(trainer).__name__, train=result.metrics,
+            self.metrics.update(trainer=type(trainer).__name__, launch=launch_summary(trainer), train=result.metrics,
                                 log_history=trainer.state.log_history, data=self.data.report.as_dict(),
                                 seconds=round(time.time() - self.started, 1))
             (out / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2, default=str) + "\n")
