@@ -281,12 +281,13 @@ def _full_weights(trainer):
 
 
 @contextlib.contextmanager
-def weights_for_generation(trainer, main_only: bool = False):
+def weights_for_generation(trainer):
     """The trainer's model with its full weights on this process, for `generate`; every process must enter.
 
     Under ZeRO-3 / FSDP the weights are gathered for the duration (one all-gather), and `generate` inside runs no
-    collectives, so processes may answer different prompts, or (`main_only`) the main process alone: the others wait
-    for it on exit. Yields None, with the reason logged, when there are no weights to gather.
+    collectives, so processes may answer different prompts. During training every process must then run the same
+    number of forward passes (FSDP2 / ZeRO-3 keep per-process state of the forwards they saw). Yields None, with
+    the reason logged, when there are no weights to gather.
     """
     sharded = weights_sharded(trainer)
     with _full_weights(trainer) as model:
@@ -299,5 +300,3 @@ def weights_for_generation(trainer, main_only: bool = False):
                 yield model
         else:
             yield model
-        if sharded and main_only:
-            trainer.accelerator.wait_for_everyone()

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -42,7 +43,7 @@ def _short(text: str, width: int = 80) -> str:
 class SampleGenerations(TrainerCallback):
     """Every `every` optimizer steps and at the end of training, on the main process: greedy answers to `rows`
     ({prompt, target (optional)}), logged and appended to `<output_dir>/samples.jsonl`. Under ZeRO-3 / FSDP every
-    process gathers the weights for it (`distributed.weights_for_generation`)."""
+    process gathers the weights (`distributed.weights_for_generation`) and answers the same prompts."""
 
     def __init__(self, trainer, tokenizer, rows: list[dict], every: int, max_new_tokens: int):
         self.trainer, self.tokenizer, self.rows = trainer, tokenizer, rows
@@ -66,15 +67,20 @@ class SampleGenerations(TrainerCallback):
         if state.global_step == self.last_step:
             return None
         self.last_step = state.global_step
-        if weights_sharded(self.trainer):  # every process gathers the weights, the main one generates
-            with weights_for_generation(self.trainer, main_only=True) as full:
-                return self.write(args, state, control, full) if full is not None and state.is_world_process_zero \
-                    else None
-        return self.write(args, state, control, model) if state.is_world_process_zero else None
+        sharded = weights_sharded(self.trainer)
+        if not sharded and not state.is_world_process_zero:
+            return None
+        # Sharded: every process gathers the weights and answers the same prompts (greedy, so the same number of
+        # forward passes everywhere: FSDP2 / ZeRO-3 keep per-process state of the forwards they saw, and a main-only
+        # forward mid-training made the next backward's collectives differ between ranks: a hang, measured).
+        with weights_for_generation(self.trainer) if sharded else contextlib.nullcontext(model) as full:
+            if full is None:
+                return None
+            answers = generate(full, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens,
+                               batch_size=len(self.rows))
+        return self.write(args, state, control, model, answers) if state.is_world_process_zero else None
 
-    def write(self, args, state, control, model) -> list[dict]:
-        answers = generate(model, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens,
-                           batch_size=len(self.rows))
+    def write(self, args, state, control, model, answers: list[dict]) -> list[dict]:
         samples = []
         for row, answer in zip(self.rows, answers):
             prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]

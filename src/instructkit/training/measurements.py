@@ -76,11 +76,12 @@ def contamination_report(config, train_dataset) -> dict | None:
 
 
 def generation_metrics(trainer, tokenizer, held_out: dict, args) -> dict | None:
-    """Held-out response perplexity and exact match / ROUGE-L / BLEU of greedy answers, computed on the main process
-    (None elsewhere). Every process calls it: under ZeRO-3 / FSDP they gather the weights for the main one."""
+    """Held-out response perplexity and exact match / ROUGE-L / BLEU of greedy answers (None, said in the log, when
+    there are no weights to generate from). Every process calls it and computes the same (under ZeRO-3 / FSDP with
+    the weights gathered: processes that ran different forwards would fall out of step in later collectives)."""
     results = {}
-    with weights_for_generation(trainer, main_only=True) as model:
-        if model is None or not is_main_process():
+    with weights_for_generation(trainer) as model:
+        if model is None:
             return None
         for split, dataset in held_out.items():
             rows = exact_match_rows(dataset, args.eval_max_samples)

@@ -151,8 +151,8 @@ class Run:
         return results
 
     def after_training(self, trainer) -> None:
-        """Generation metrics and lm-eval benchmarks on the in-memory model (computed on the main process; every
-        process takes part in gathering sharded weights), as configured."""
+        """Generation metrics (every process, with sharded weights gathered) and lm-eval benchmarks (main process)
+        on the in-memory model, as configured."""
         args = self.config.script
         if args.eval_generation_metrics:
             self.metrics["generation_metrics"] = measurements.generation_metrics(
