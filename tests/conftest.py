@@ -22,6 +22,15 @@ def embedded():
     return ensure_embedded()
 
 
+@pytest.fixture(scope="session")
+def hub_data(tmp_path_factory):
+    """Hub-layout snapshots of ultrachat_200k, ultrafeedback_binarized, cai-conversation-harmless, smoltalk2 and imdb
+    (tests/hub_data.py), written once per session: name -> folder."""
+    import hub_data as writer
+
+    return writer.write_all(tmp_path_factory.mktemp("hub"))
+
+
 def launch_command(recipe: str, *args: str, quiet: bool = False, config: str = "single_gpu",
                    launcher_args: tuple = ()) -> list[str]:
     """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`."""

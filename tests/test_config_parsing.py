@@ -83,18 +83,74 @@ def test_all_unknown_keys_are_reported_together(tmp_path):
     assert "'--num_train_epoch' on the command line — did you mean '--num_train_epochs'?" in message
 
 
-@pytest.mark.parametrize(
-    "key, fix",
-    [
-        ("max_seq_length", "TRL renamed it: use 'max_length'"),
-        ("max_prompt_length", "removed in TRL 1.x: use 'max_length'"),
-        ("max_completion_length", "removed in TRL 1.x: use 'max_length'"),
-    ],
-)
-def test_removed_trl_keys_name_the_replacement(tmp_path, key, fix):
-    cfg = write(tmp_path, f"{key}: 512\n")
-    assert f"unknown key '{key}' in {cfg} — {fix}" in error("--config", cfg)
-    assert f"unknown flag '--{key}' on the command line — {fix}" in error(f"--{key}", "512")
+def test_a_removed_trl_key_names_what_replaced_it(tmp_path):
+    """Renamed keys are read as their new names (tests/test_config_renames.py); a removed one is a problem."""
+    cfg = write(tmp_path, "max_completion_length: 512\n")
+    fix = "removed in TRL 0.29 (DPO): 'max_length' limits prompt + completion"
+    assert f"'max_completion_length' in {cfg}: {fix}" in error("--config", cfg)
+    assert f"'max_completion_length' in flag --max_completion_length on the command line: {fix}" in \
+        error("--max_completion_length", "512")
+
+
+def test_max_prompt_length_is_a_dpo_key(tmp_path):
+    from instructkit.training.sft import parse_sft_config
+
+    with pytest.raises(InstructkitError, match="max_prompt_length: 512 is a DPO setting"):
+        parse_sft_config(["--max_prompt_length", "512"], check_output=False)
+
+
+def test_a_yaml_value_set_again_on_the_command_line_is_not_reported(tmp_path):
+    cfg = write(tmp_path, "lr_scheduler_type: cosin\n")
+    assert parse("--config", cfg, "--lr_scheduler_type", "cosine")[1].lr_scheduler_type == "cosine"
+
+
+def test_settings_this_machine_cannot_honour_are_reported_with_key_problems_and_their_overrides(tmp_path):
+    cfg = write(tmp_path, "attn_implementation: flash_attention_2\npush_to_hub: true\nreport_to: [wandb]\n"
+                          "dataset_num_proc: 64\noptim: galore_adamw\ntf32: true\nmax_lenght: 8\n")
+    with pytest.raises(InstructkitError) as info:
+        parse("--config", cfg)
+    err = info.value
+    assert err.message.startswith("7 problems with this run's settings:\n")
+    for override in ("--attn_implementation sdpa", "--push_to_hub false", "--report_to none",
+                     "--dataset_num_proc", "--optim adamw_torch", "--tf32 false"):
+        assert f"(override: {override}" in err.message and override in err.fix
+    assert "unknown key 'max_lenght'" in err.message and err.fix.endswith("correct the other keys above.")
+    assert "wandb is not installed (installed here: tensorboard, trackio" in err.message
+
+
+def test_the_overrides_the_error_lists_make_the_config_parse(tmp_path):
+    cfg = write(tmp_path, "attn_implementation: flash_attention_2\npush_to_hub: true\nreport_to: [wandb]\n"
+                          "use_liger_kernel: true\n")
+    with pytest.raises(InstructkitError) as info:
+        parse("--config", cfg)
+    overrides = info.value.fix.split("add ")[1].split(" to the command line")[0].split()
+    _, sft, model = parse("--config", cfg, *overrides)
+    assert (model.attn_implementation, sft.push_to_hub, sft.report_to, sft.use_liger_kernel) == \
+        ("sdpa", False, [], False)  # transformers reads report_to "none" as no integration
+
+
+def test_what_merely_runs_slower_here_is_a_warning_not_an_error(tmp_path, capsys, monkeypatch):
+    from instructkit.config import machine
+
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx2"}))
+    cfg = write(tmp_path, "bf16: true\noptim: paged_adamw_32bit\n")
+    sft = parse("--config", cfg)[1]
+    assert sft.bf16 is True  # kept: nothing is switched
+    out = capsys.readouterr().out
+    assert "warning: bf16: true on this CPU, which has no native bf16" in out and "--bf16 false" in out
+    assert "warning: optim: paged_adamw_32bit pages optimizer state" in out
+    monkeypatch.setattr(machine, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    parse("--config", cfg)
+    assert "bf16: true on this CPU" not in capsys.readouterr().out
+
+
+def test_push_to_hub_online_without_a_token(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    assert "no Hugging Face token" in error("--push_to_hub", "true")
+    assert parse("--push_to_hub", "true", "--hub_token", "hf_x")[1].push_to_hub is True
 
 
 def test_still_valid_trl_keys_are_accepted(tmp_path):

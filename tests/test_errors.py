@@ -24,11 +24,11 @@ import pytest
 
 from conftest import ROOT, launch, make_tokenizer, sft_trainer, tiny_model
 from instructkit import chat_templates
-from instructkit.config.arguments import InstructkitArguments
+from instructkit.config.arguments import EvaluateArguments, InstructkitArguments
 from instructkit.config.parsing import parse_args as parse_recipe_args
 from instructkit.config.resolved import RecipeConfig, resolved_config
 from instructkit.data.formats import convert_row
-from instructkit.data.loading import load_instructions
+from instructkit.data.loading import load_instructions, load_preferences
 from instructkit.data.sources import read_source
 from instructkit.errors import InstructkitError
 from instructkit.modeling.files import check_local_path
@@ -95,6 +95,24 @@ class Env:
         parsed = self.parse("--output_dir", out, *args)
         return outputs.prepare_output_dir(NS(output_dir=out, resume_from_checkpoint=resume), overwrite,
                                           resolved_config(*parsed), log=lambda _: None)
+
+    def snapshot(self, name: str = "snap", rows: list | None = None) -> str:
+        """A folder laid out like a hub dataset: README.md `configs:` with splits train_sft / test_sft, Parquet
+        shards under data/."""
+        from datasets import Dataset
+
+        rows = rows or CHAT
+        self.write(f"{name}/README.md", "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train_sft\n"
+                                        "    path: data/train_sft-*\n  - split: test_sft\n    path: data/test_sft-*\n---\n")
+        for split in ("train_sft", "test_sft"):
+            (self.tmp / name / "data").mkdir(parents=True, exist_ok=True)
+            Dataset.from_list(rows).to_parquet(str(self.tmp / name / "data" / f"{split}-00000-of-00001.parquet"))
+        return str(self.tmp / name)
+
+    def mixture(self, entry: str, extra: str = ""):
+        """A config whose handbook-form dataset_mixture has one entry (YAML lines), read and its data loaded."""
+        parsed = self.yaml(f"dataset_mixture:\n  datasets:\n    - {entry}\n{extra}")
+        return load_instructions(parsed[0], seed=0)
 
     def checkpoint(self, out: str, step: int, complete: bool = True) -> str:
         files = {"model.safetensors": b""}  # contents are not what these cases are about
@@ -164,6 +182,8 @@ def under_launch(env: dict, gpu: bool = False, **model_keys):
 CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
         for i in range(4)]
 SAFE_BASE = {"config.json": {"model_type": "llama"}, "model.safetensors": b""}
+PAIR = {"prompt": "q", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}
 
 
 @dataclass
@@ -183,10 +203,23 @@ CASES = [
     Case("cli-unknown-flag", "config", "a misspelled flag (`--learning_rat 0.1`), which argparse would take as an "
          "abbreviation", lambda e: e.parse("--learning_rat", "0.1"),
          "unknown flag '--learning_rat' on the command line — did you mean '--learning_rate'?"),
-    Case("renamed-trl-key", "config", "a key TRL renamed (`max_seq_length: 512`)",
-         lambda e: e.yaml("max_seq_length: 512\n"), "TRL renamed it: use 'max_length'"),
-    Case("removed-trl-key", "config", "a key TRL removed (`--max_prompt_length 64`)",
-         lambda e: e.parse("--max_prompt_length", "64"), "removed in TRL 1.x: use 'max_length'"),
+    Case("removed-trl-key", "config", "a key TRL removed (`--max_completion_length 64`); renamed keys such as "
+         "`max_seq_length` or `torch_dtype` are read as their new names, with a note",
+         lambda e: e.parse("--max_completion_length", "64"), "removed in TRL 0.29 (DPO): 'max_length' limits prompt"),
+    Case("old-and-new-key", "config", "an old key next to its new name, with another value (`torch_dtype: float16` "
+         "and `dtype: bfloat16`)", lambda e: e.yaml("torch_dtype: float16\ndtype: bfloat16\n"),
+         "sets both 'torch_dtype' (an old name) and 'dtype': keep 'dtype'"),
+    Case("warmup-ratio-of-one", "config", "`warmup_ratio: 1.0`, which `warmup_steps` (below 1 a ratio) cannot say",
+         lambda e: e.yaml("warmup_ratio: 1.0\n"), "warmup_ratio: 1.0 in <tmp>/config.yaml: removed in transformers 5"),
+    Case("handbook-2023-mixture-keys", "config", "the alignment-handbook's mixture keys before 2025 (`dataset_mixer`, "
+         "`dataset_splits`)", lambda e: e.yaml("dataset_mixer:\n  org/prefs: 1.0\ndataset_splits: [train_prefs, "
+                                               "test_prefs]\n"),
+         "its current form: {dataset_mixture: {datasets: [{id: org/prefs, split: train_prefs, weight: 1.0}"),
+    Case("machine-cannot-honour", "config", "settings this machine cannot honour (here: `push_to_hub` while "
+         "offline, a `report_to` integration that is not installed, more `dataset_num_proc` than cores, an `optim` "
+         "whose package is missing), reported together with the overrides that make the run go",
+         lambda e: e.yaml("push_to_hub: true\nreport_to: [clearml]\ndataset_num_proc: 4096\noptim: galore_adamw\n"),
+         "add --push_to_hub false --report_to none --optim adamw_torch --dataset_num_proc"),
     Case("wrong-type-string", "config", "a word where a number belongs (`max_steps: three`)",
          lambda e: e.yaml("max_steps: three\n"), "'max_steps' in <tmp>/config.yaml: 'three' is not a valid int"),
     Case("wrong-type-number", "config", "a float where an int belongs (`lora_r: 4.5`)",
@@ -195,8 +228,9 @@ CASES = [
          lambda e: e.parse("--packing", "maybe"), "'--packing' on the command line: 'maybe' is not a valid true/false"),
     Case("empty-value", "config", "a key without a value (`max_steps:`)",
          lambda e: e.yaml("max_steps:\n"), "'max_steps' in <tmp>/config.yaml: an empty value is not a valid int"),
-    Case("bad-choice", "config", "a value outside the choices (`packing_strategy: ffd`, renamed by TRL)",
-         lambda e: e.yaml("packing_strategy: ffd\n"), "'ffd' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?"),
+    Case("bad-choice", "config", "a value outside the choices (`packing_strategy: bdf`; TRL's old `ffd` is read as "
+         "`bfd`, with a note)", lambda e: e.yaml("packing_strategy: bdf\n"),
+         "'bdf' is not one of bfd, bfd_split, wrapped — did you mean 'bfd'?"),
     Case("bad-enum", "config", "a misspelled enum value (`lr_scheduler_type: cosin`)",
          lambda e: e.yaml("lr_scheduler_type: cosin\n"), "'cosin' is not one of linear, cosine,"),
     Case("bad-data-format", "config", "an unknown data format (`--dataset_format sharegtp`)",
@@ -273,6 +307,9 @@ CASES = [
          lambda e: e.load_model(e.model_dir("model", {**SAFE_BASE, "config.json": {
              "model_type": "mine", "auto_map": {"AutoModelForCausalLM": "modeling_mine.MyModel"}}})),
          "ships its own Python code (config.json maps AutoModelForCausalLM to it)"),
+    Case("chat-template-invalid-jinja", "paths", "a `chat_template` string that is not valid Jinja (an unclosed "
+         "`{% for %}`)", lambda e: e.yaml("chat_template: \"{% for m in messages %}{{ m['content'] }}\"\n"),
+         "'chat_template' in <tmp>/config.yaml: the inline template (41 characters) is not valid Jinja"),
     Case("unknown-chat-template", "paths", "an unknown bundled template name (`chat_template: chatlm`)",
          lambda e: chat_templates.chat_template_text("chatlm"), "did you mean 'chatml'?"),
     Case("chat-template-file-missing", "paths", "a `.jinja` template path that does not exist",
@@ -285,7 +322,8 @@ CASES = [
          lambda e: read_source(str(e.tmp / "nope.jsonl")), "data file <tmp>/nope.jsonl does not exist"),
     Case("hub-data-offline", "data", "a hub dataset name while offline (`HF_DATASETS_OFFLINE=1`)",
          lambda e: read_source("someorg/some-data"),
-         "dataset 'someorg/some-data' is not a local file or folder, and loading it from the Hugging Face Hub failed"),
+         "dataset someorg/some-data: 'someorg/some-data' is not a local file or folder, and loading it from the "
+         "Hugging Face Hub failed"),
     Case("empty-data-file", "data", "an empty data file",
          lambda e: e.sft_data(e.write("data.jsonl", "\n")), "<tmp>/data.jsonl: holds no data rows"),
     Case("malformed-json-line", "data", "a line of a .jsonl file that is not JSON",
@@ -331,12 +369,27 @@ CASES = [
     Case("every-row-skipped", "data", "`on_bad_rows: skip` when no row is valid",
          lambda e: e.sft_data(e.jsonl("data.jsonl", [{"instruction": "x", "output": ""}] * 3), on_bad_rows="skip"),
          "no training rows left: every row of split 'train' was skipped as invalid (output is empty: 3)"),
-    Case("mixture-unknown-key", "data", "a misspelled key in a `dataset_mixture` entry (`wieght`)",
-         lambda e: load_instructions(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "wieght": 2}])),
-         "dataset_mixture entry 1 (x.jsonl): unknown key 'wieght' — did you mean 'weight'?"),
+    Case("mixture-unknown-key", "data", "a misspelled key in a mixture entry (`wieght`)",
+         lambda e: e.yaml("dataset_mixture:\n  datasets:\n    - id: data/chats\n      wieght: 2\n"),
+         "unknown key 'wieght' in dataset_mixture entry 1 (data/chats) in <tmp>/config.yaml — did you mean 'weight'?"),
     Case("mixture-bad-weight", "data", "a negative mixture weight",
-         lambda e: load_instructions(InstructkitArguments(dataset_mixture=[{"path": "x.jsonl", "weight": -1}])),
-         "weight -1 is not a positive number"),
+         lambda e: e.yaml("dataset_mixture:\n  - path: x.jsonl\n    weight: -1\n"), "-1 is not a positive number"),
+    Case("mixture-split-missing", "data", "a mixture entry's split that the data set does not have (`train_sftt`)",
+         lambda e: e.mixture(f"id: {e.snapshot()}\n      split: train_sftt"),
+         "dataset_mixture entry 1 (<tmp>/snap): <tmp>/snap has no split 'train_sftt' (it has: train_sft, test_sft)"),
+    Case("mixture-columns-missing", "data", "a mixture entry's `columns` naming a column the data does not have",
+         lambda e: e.mixture(f"id: {e.snapshot()}\n      split: train_sft\n      columns: [messages, conversation]"),
+         "columns names 'conversation', which split 'train_sft' does not have (it has: messages)"),
+    Case("test-split-count-too-large", "data", "a `test_split_size` row count as large as the data (the "
+         "handbook's `test_split_size: 1000` on a smaller mixture)",
+         lambda e: e.mixture(f"id: {e.snapshot()}\n      split: train_sft", "  test_split_size: 1000\n"),
+         "test_split_size 1000 holds out 1000 rows, but the mixture has 4 training rows"),
+    Case("snapshot-split-missing", "data", "`dataset_name` a hub-layout folder without the default split `train`",
+         lambda e: e.sft_data(e.snapshot()), "<tmp>/snap has no split 'train' (it has: train_sft, test_sft)"),
+    Case("preference-prompt-mismatch", "data", "a preference row (ultrafeedback's shape) whose conversations do "
+         "not start with its prompt", lambda e: load_preferences(InstructkitArguments(dataset_name=e.jsonl(
+             "pairs.jsonl", [PAIR, PAIR, {**PAIR, "prompt": "another question"}]))),
+         "<tmp>/pairs.jsonl row 3: field 'chosen' is a whole conversation that does not start with the row's prompt"),
     Case("mixture-text-with-conversations", "data", "plain text data mixed with conversations",
          lambda e: load_instructions(InstructkitArguments(dataset_mixture=[
              {"path": e.jsonl("a.jsonl", GOOD)}, {"path": e.jsonl("t.jsonl", [{"text": "plain"}] * 3)}])),
@@ -367,6 +420,8 @@ CASES = [
     Case("nonfinite-loss", "runs", "a loss that turns nan/inf during training (here: `learning_rate: 1e30`)",
          nonfinite_loss, "training stopped at step 2: the loss or its gradients are not finite (nan/inf)"),
     # --- benchmarks ------------------------------------------------------------------------------------------------
+    Case("eval-without-a-model", "benchmarks", "`instructkit eval` without a model",
+         lambda e: EvaluateArguments().model_dirs(), "no model to evaluate"),
     Case("benchmark-data-dir-missing", "benchmarks", "a benchmark data folder that does not exist",
          lambda e: __import__("instructkit.evaluation.harness").evaluation.harness.resolve_data_dir(str(e.tmp / "bench")),
          "benchmark data dir <tmp>/bench does not exist or is not a folder"),

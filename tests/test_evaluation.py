@@ -182,7 +182,9 @@ def adapter_dir(embedded, tmp_path_factory):
 def test_eval_recipe_model_dir_and_adapter_with_deltas(embedded, adapter_dir, tmp_path, capsys):
     from instructkit.commands.main import main
 
-    main(["eval", "--models", str(embedded.model_dir), str(adapter_dir), "--tasks", "mmlu", "truthfulqa_mc2",
+    # --model_name_or_path (every recipe's key) is the first model, --models the rest
+    main(["eval", "--model_name_or_path", str(embedded.model_dir), "--models", str(adapter_dir), "--tasks", "mmlu",
+          "truthfulqa_mc2",
               "--data_dir", "fixture", "--limit", "3", "--output_dir", str(tmp_path)])
     printed = capsys.readouterr().out
     base = json.loads((tmp_path / "0-base" / "benchmarks.json").read_text())

@@ -17,6 +17,12 @@ Rendering to text and then calling `tokenizer(text)` would give two; `preflight`
 A tokenizer whose own template is byte-identical to one TRL knows (Llama 3, Qwen2.5, Gemma, ...) keeps it: with
 assistant-only loss TRL swaps in its training variant by itself (`get_training_chat_template`); nothing here
 replaces a template unless `chat_template:` asks for it.
+
+`chat_template:` (and TRL's `chat_template_path:`) takes a bundled template's name, a .jinja file, a tokenizer
+folder holding one, or the template itself inline (how the alignment-handbook's recipes give it). A given template
+without `{% generation %}` markers that is byte-identical to a published one instructkit knows
+(`templates/training/<name>.jinja`, e.g. zephyr-7b-beta's) is replaced by that one's training variant, which renders
+the same text with the markers (the same rule as TRL's for the templates it knows), and the log says so.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from instructkit.errors import InstructkitError, close_match
+from instructkit.log import log
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TRAINING_VARIANTS_DIR = TEMPLATES_DIR / "training"
 
 # Control tokens of each bundled template that must be single tokens. mistral, zephyr and alpaca use plain-text
 # markers plus the tokenizer's own bos/eos, so a base model needs nothing new for them.
@@ -44,35 +52,105 @@ def bundled_names() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
 
 
+def is_inline(value: str) -> bool:
+    """A template given as its Jinja text rather than a name or a path."""
+    return "{{" in value or "{%" in value
+
+
 def _bundled_name(name_or_path: str) -> str | None:
-    """The bundled template `name_or_path` names, or None when it is a file path."""
+    """The bundled template `name_or_path` names, or None when it is a file path or the template itself."""
+    if is_inline(name_or_path):
+        return None
     path = Path(name_or_path).expanduser()
-    return None if path.suffix == ".jinja" or path.exists() else name_or_path
+    return None if path.suffix == ".jinja" or path.exists() or "/" in name_or_path else name_or_path
 
 
-def chat_template_text(name_or_path: str) -> str:
-    """A bundled template by name (e.g. 'chatml') or a .jinja file path."""
-    name = _bundled_name(name_or_path)
+def describe(value: str) -> str:
+    """How a chat_template value is named in messages: inline ones by their length, not their whole text."""
+    return f"the inline template ({len(value)} characters)" if is_inline(value) else value
+
+
+def chat_template_text(value: str) -> str:
+    """The template text of a chat_template value: a bundled template's name (e.g. 'chatml'), a .jinja file, a
+    tokenizer folder with chat_template.jinja (or a template in tokenizer_config.json), or the Jinja text itself."""
+    if is_inline(value):
+        return value
+    name = _bundled_name(value)
     if name is None:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise InstructkitError(f"chat template file {name_or_path} does not exist.",
-                                   fix="pass a .jinja path or the name of a bundled template.")
-        return path.read_text()
+        return _template_file(Path(value).expanduser(), value)
     bundled = TEMPLATES_DIR / f"{name}.jinja"
     if not bundled.is_file():
-        near = close_match(name_or_path, bundled_names())
-        raise InstructkitError(f"unknown chat template {name_or_path!r}" + (f" — did you mean {near!r}?" if near else "."),
-                               fix=f"use one of: {', '.join(bundled_names())}, or a .jinja path.")
+        near = close_match(value, bundled_names())
+        raise InstructkitError(f"unknown chat template {value!r}" + (f" — did you mean {near!r}?" if near else "."),
+                               fix=f"use one of: {', '.join(bundled_names())}, a .jinja path, or the template "
+                                   "itself (Jinja text).")
     return bundled.read_text()
+
+
+def _template_file(path: Path, value: str) -> str:
+    import json
+
+    if path.is_dir():
+        config = path / "tokenizer_config.json"
+        if (path / "chat_template.jinja").is_file():
+            return (path / "chat_template.jinja").read_text()
+        if config.is_file() and isinstance(json.loads(config.read_text()).get("chat_template"), str):
+            return json.loads(config.read_text())["chat_template"]
+        raise InstructkitError(f"chat template folder {value} holds no chat_template.jinja and no chat_template in "
+                               "tokenizer_config.json.", fix="point at the .jinja file itself.")
+    if not path.is_file():
+        raise InstructkitError(f"chat template file {value} does not exist.",
+                               fix="pass a .jinja path, a bundled template's name, or the template itself.")
+    return path.read_text()
+
+
+def template_problem(value: str) -> str | None:
+    """What is wrong with a chat_template value (unknown name, missing file, Jinja that does not compile), or None."""
+    from jinja2 import TemplateSyntaxError
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    try:
+        text = chat_template_text(value)
+    except InstructkitError as err:
+        return f"{err.message.rstrip('.')} — fix: {err.fix}"
+    try:
+        _compile_jinja_template(text)
+    except TemplateSyntaxError as err:
+        line = text.splitlines()[err.lineno - 1].strip() if 0 < (err.lineno or 0) <= len(text.splitlines()) else ""
+        return (f"{describe(value)} is not valid Jinja (line {err.lineno}: {err.message}; the line reads "
+                f"{line[:80]!r}) — fix: close every {{% ... %}} / {{{{ ... }}}} and block ({{% if %}} ... "
+                "{% endif %}), or give a bundled template's name or a .jinja file")
+    return None
+
+
+def training_variant(template: str) -> tuple[str, str] | None:
+    """(name, text) of the training variant of a published template without generation markers that `template` is
+    byte-identical to, or None."""
+    for original in sorted(TRAINING_VARIANTS_DIR.glob("*.jinja")):
+        if original.stem.endswith("_training"):
+            continue
+        if original.read_text().strip() == template.strip():
+            variant = original.with_name(f"{original.stem}_training.jinja")
+            return original.stem, variant.read_text()
+    return None
 
 
 def set_chat_template(tokenizer, name_or_path: str) -> list[int]:
     """Put a template on `tokenizer`; add the bundled template's control tokens it lacks. Returns their new ids.
 
-    New ids need new embedding rows (`model.resize_token_embeddings(len(tokenizer))`) that are trained.
+    New ids need new embedding rows (`model.resize_token_embeddings(len(tokenizer))`) that are trained. A published
+    template without generation markers that instructkit has a training variant of gets that variant (see the
+    module docstring).
     """
+    from trl.chat_template_utils import has_generation_markers
+
     tokenizer.chat_template = chat_template_text(name_or_path)
+    variant = None if has_generation_markers(tokenizer.chat_template) else training_variant(tokenizer.chat_template)
+    if variant:
+        tokenizer.chat_template = variant[1]
+        log(f"chat template: {describe(name_or_path)} is {variant[0]}'s own, which has no {{% generation %}} markers; "
+            f"its training variant (templates/training/{variant[0]}_training.jinja: the same text, with the markers) "
+            "is used, so assistant-only loss trains the assistant turns")
     vocab = tokenizer.get_vocab()
     missing = [t for t in TEMPLATE_TOKENS.get(_bundled_name(name_or_path) or "", ()) if t not in vocab]
     if missing:
@@ -80,7 +158,7 @@ def set_chat_template(tokenizer, name_or_path: str) -> list[int]:
     try:
         render(tokenizer, _probe())
     except Exception as err:  # jinja's TemplateError, or UndefinedError for a token the tokenizer lacks
-        raise InstructkitError(f"chat template {name_or_path} does not render with this tokenizer "
+        raise InstructkitError(f"chat template {describe(name_or_path)} does not render with this tokenizer "
                                f"({type(err).__name__}: {err}).",
                                fix="a template using bos_token/eos_token needs a tokenizer that defines them; "
                                    "check the template or pick another bundled one.") from None

@@ -22,10 +22,13 @@ class InstructkitError(Exception):
         super().__init__(message + (f" Fix: {fix}" if fix else ""))
 
 
-def close_match(name: str, candidates) -> str | None:
-    """The candidate closest to `name` (case-insensitive), for a "did you mean"; None if nothing is close."""
+def close_match(name: str, candidates, cutoff: float = 0.6) -> str | None:
+    """The candidate closest to `name` (case-insensitive), for a "did you mean"; None if nothing is close.
+
+    Keys are suggested at a higher `cutoff` (0.75: a typo, not a different word that shares a prefix, such as
+    torch_dtype / torch_compile)."""
     by_lower = {str(c).lower(): c for c in candidates}
-    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
+    matches = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=cutoff)
     return by_lower[matches[0]] if matches else None
 
 

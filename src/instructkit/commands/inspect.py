@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 
+from instructkit.chat_templates import describe
 from instructkit.modeling.loading import load_model, load_tokenizer
 from instructkit.training import preflight
 
@@ -111,9 +112,21 @@ def inspect_config(argv: list[str], n: int = 3, out=None) -> dict:
     if data.report.skipped:
         print("skipped before tokenization (on_bad_rows: skip): " + ", ".join(
             f"{reason}: {k}" for reason, k in data.report.skipped.most_common()), file=out)
+    print_template(config, tokenizer, trainer, out)
     result = preflight.check(trainer, data.report)
     print(preflight.summary(result), file=out)
     return result
+
+
+def print_template(config, tokenizer, trainer, out) -> None:
+    """The chat template training renders with (TRL's training variant when it swaps one in), and where it came from;
+    the tokenizer's template is what is saved with the output (chat_template.jinja)."""
+    used = getattr(trainer, "chat_template", None) or tokenizer.chat_template
+    source = (f"chat_template: {describe(config.script.chat_template)}" if config.script.chat_template
+              else "the tokenizer's own")
+    swapped = " (TRL's training variant of it)" if used != tokenizer.chat_template else ""
+    print(f"== chat template used for training: {source}{swapped}", file=out)
+    print(used if isinstance(used, str) else "(none: plain text rows)", file=out)
 
 
 def print_rows(tokenizer, prepared, n: int, out) -> None:

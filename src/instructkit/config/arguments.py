@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from instructkit.errors import InstructkitError
+
 DEFAULT_TASKS = ("mmlu", "truthfulqa_mc1", "truthfulqa_mc2")  # MMLU 5-shot, TruthfulQA mc1 + mc2 0-shot
 
 
@@ -20,11 +22,17 @@ class InstructkitArguments:
         default=None,
         metadata={
             "help": "YAML only. Several data sets mixed into one training set (replaces dataset_name): a list of "
-            "{path, split, config, format, columns, weight}. weight = how often each of that data set's rows is used "
-            "on average: 1.0 all rows once (the default), 0.5 a seeded half, 2.0 every row twice. columns renames "
-            "columns ({their_name: our_name}). The held-out split is test_split_size of the mixed rows."
+            "{path, config, split, data_dir, data_files, format, columns, weight | fraction}; the alignment-handbook's "
+            "{datasets: [{id, config, split, columns, weight}], seed, test_split_size} and TRL's top-level "
+            "datasets: [{path, name, ...}] are read as written. weight = the share of that data set's rows used, a "
+            "seeded sample: 1.0 all rows once (the default), 0.5 a seeded half, 2.0 every row twice. fraction (TRL) "
+            "= its target share of the mixture, none oversampled. columns: a list keeps those columns, a mapping "
+            "renames them ({their_name: our_name}). The held-out split is test_split_size of the mixed rows."
         },
     )
+    dataset_mixture_seed: int | None = dataclasses.field(
+        default=None, metadata={"help": "Seed of the mixture's sampling, shuffle and held-out split (the "
+                                        "alignment-handbook's dataset_mixture.seed); default: seed."})
     dataset_config: str | None = dataclasses.field(
         default=None, metadata={"help": "Dataset configuration (subset) name, for hub datasets that have several."}
     )
@@ -61,7 +69,13 @@ class InstructkitArguments:
     test_split_size: float = dataclasses.field(
         default=0.05,
         metadata={"help": "When the data set has no test split: the held-out share (< 1) or row count (>= 1) "
-                          "taken from the training rows, with the training seed."},
+                          "taken from the training rows, with the training seed; 0 holds nothing out."},
+    )
+    max_prompt_length: int | None = dataclasses.field(
+        default=None,
+        metadata={"help": "DPO only: prompts longer than this many tokens keep their last max_prompt_length tokens "
+                          "(what TRL's DPO did before TRL 1.x removed the key; max_length still limits prompt + "
+                          "answer). Counted and logged."},
     )
     eval_exact_match: bool = dataclasses.field(
         default=True, metadata={"help": "Measure held-out exact match before and after training."}
@@ -147,7 +161,11 @@ class EvaluateArguments:
     """The benchmark recipe's arguments (recipes/evaluate.py, `instructkit eval`)."""
 
     models: list[str] = dataclasses.field(
+        default_factory=list,
         metadata={"help": "Model or adapter folders; with several, deltas are reported against the first."})
+    model_name_or_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "One model or adapter folder, as every other recipe names it (evaluated "
+                                        "first when --models are given too)."})
     base: str | None = dataclasses.field(
         default=None, metadata={"help": "Base model folder for adapters whose config names none that exists here."})
     tasks: list[str] = dataclasses.field(
@@ -167,3 +185,10 @@ class EvaluateArguments:
     decontaminate: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "Training data files/folders ('embedded') to check against the benchmarks."})
     decontamination_ngram: int = dataclasses.field(default=8, metadata={"help": "n-gram size of that check."})
+
+    def model_dirs(self) -> list[str]:
+        """The models to evaluate: --model_name_or_path first, then --models."""
+        models = ([self.model_name_or_path] if self.model_name_or_path else []) + list(self.models)
+        if not models:
+            raise InstructkitError("no model to evaluate.", fix="pass --model_name_or_path DIR (or --models DIR ...).")
+        return models

@@ -25,17 +25,15 @@ from typing import Any
 
 import yaml
 
-from instructkit.config.machine import OUR_DEFAULTS, machine_defaults
+from instructkit.chat_templates import template_problem
+from instructkit.config.machine import OUR_DEFAULTS, machine_checks, machine_defaults
+from instructkit.config.mixtures import read_mixtures
+from instructkit.config.renames import STALE_KEYS, read_stale, read_stale_value
 from instructkit.errors import InstructkitError, close_match
+from instructkit.log import log
 
 COMMAND_LINE = "command line"
-
-# Keys that TRL renamed or removed: an unknown-key error names the replacement instead of a fuzzy match.
-RENAMED_KEYS = {
-    "max_seq_length": "TRL renamed it: use 'max_length'",
-    "max_prompt_length": "removed in TRL 1.x: use 'max_length' (it limits prompt + completion)",
-    "max_completion_length": "removed in TRL 1.x: use 'max_length' (it limits prompt + completion)",
-}
+KEY_CUTOFF = 0.75  # a "did you mean" for a typo, not for a different key that looks alike
 
 # Same rule as argparse: "-1" or "-.5" after a flag is a value, not an option.
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
@@ -45,32 +43,116 @@ def parse_args(dataclass_types, args=None, default_config=None, fixed: dict | No
     """Parse YAML config + command line into instances of `dataclass_types`, in order.
 
     `default_config` is used as the config file when `--config` is not given. `fixed`: settings the recipe decides
-    (sft_qlora: `load_in_4bit: true`); a config that sets one of them otherwise is refused. All problems found in
-    the YAML and on the command line are reported together, before any model or data loads.
+    (sft_qlora: `load_in_4bit: true`); a config that sets one of them otherwise is refused. Keys and values an older
+    TRL / transformers / alignment-handbook wrote are read as their current form where the meaning carries over
+    (`config.renames`, a note each), mixtures in any of their three forms (`config.mixtures`). All problems found in
+    the YAML and on the command line, and every setting this machine cannot honour (`config.machine`), are reported
+    together in one error, before any model or data loads.
     """
     cli_args = list(sys.argv[1:] if args is None else args)
     config_path, cli_args = _pop_config(cli_args)
     if config_path is None and default_config is not None:
         config_path = str(default_config)
     config = _load_config(config_path) if config_path is not None else {}
+    for key, value in config.pop("env", {}).items():  # as TrlParser does: the config's env first
+        os.environ[key] = str(value)
 
     parser = _recipe_parser(list(dataclass_types))
     fields = _fields_by_name(dataclass_types)
-    parser.set_defaults(**{k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS, **(fixed or {})}.items()
-                           if k in fields})
-    problems = _check_config(config, config_path, fields, _actions_by_dest(parser))
-    problems += _check_command_line(cli_args, fields, parser)
-    _raise_problems(problems)
+    defaults = {k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS, **(fixed or {})}.items() if k in fields}
+    parser.set_defaults(**defaults)
+    actions = _actions_by_dest(parser)
+    config, problems, notes = _read_config_forms(config, config_path, fields)
+    cli_args, cli_problems, cli_notes = _read_stale_flags(cli_args, fields)
+    cli_values: dict[str, Any] = {}
+    problems += _check_config(config, config_path, fields, actions, skip=_flag_dests(cli_args, parser))
+    problems += cli_problems + _check_command_line(cli_args, fields, parser, cli_values)
+    checks = machine_checks({**{name: f.default for name, (f, _) in fields.items()}, **defaults, **config,
+                             **cli_values})
+    _raise_problems(problems + checks.problems, checks.overrides, checks.warnings)
+    for note in notes + cli_notes:
+        log(f"config: {note}")
+    for warning in checks.warnings:
+        log(f"warning: {warning}")
 
-    trl_args = (["--config", config_path] if config_path is not None else []) + cli_args
     source = config_path or "the " + COMMAND_LINE
+    parser.set_defaults_with_config(**config)
     try:
-        parsed = parser.parse_args_and_config(trl_args)
+        parsed = parser.parse_args_into_dataclasses(args=cli_args)
     except ValueError as err:  # dataclass __post_init__ validation, e.g. TrainingArguments
         raise InstructkitError(f"{' '.join(str(err).split()).rstrip('.')} (while reading {source}).",
                                fix="change one of the conflicting values named above.") from err
     _raise_problems(_fixed_problems(parsed, fixed or {}, source))
     return parsed
+
+
+def _read_config_forms(config: dict, path: str, fields) -> tuple[dict, list[str], list[str]]:
+    """The YAML config with old keys / values read as their current form (notes), mixtures in instructkit's form;
+    and the problems where no current form means the same."""
+    formats = tuple(fields["dataset_format"][0].metadata.get("choices", ())) if "dataset_format" in fields else ()
+    config, problems = read_mixtures(config, path, tuple(f for f in formats if f != "auto")) \
+        if "dataset_mixture" in fields else (dict(config), [])
+    notes: list[str] = []
+    for key in [k for k in config if k not in fields and k in STALE_KEYS]:
+        value = config.pop(key)
+        new, converted, note, problem = read_stale(key, value, path)
+        if problem:
+            problems.append(problem)
+        elif new is not None and new in config and config[new] != converted:
+            problems.append(f"{path} sets both {key!r} (an old name) and {new!r}: keep {new!r}")
+        elif new is not None:
+            config[new] = converted
+        notes += [note] if note else []
+    for key, value in list(config.items()):
+        config[key], note = read_stale_value(key, value)
+        notes += [f"{note} in {path}"] if note else []
+    return config, problems, notes
+
+
+def _read_stale_flags(args: list[str], fields) -> tuple[list[str], list[str], list[str]]:
+    """The command line with old flags / values in their current form (a flag's value read as YAML reads it)."""
+    out, problems, notes = [], [], []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        flag, has_inline, inline = token.partition("=")
+        key = flag.lstrip("-").replace("-", "_") if _is_option(token) else None
+        if key is None or (key not in STALE_KEYS and read_stale_value(key, inline or _next(args, i))[1] is None):
+            out.append(token)
+            continue
+        raw = inline if has_inline else _next(args, i)
+        i += 0 if has_inline or raw is None else 1
+        if key in STALE_KEYS and key not in fields:
+            value = True if raw is None else yaml.safe_load(raw)
+            new, converted, note, problem = read_stale(key, value, f"flag --{key} on the {COMMAND_LINE}")
+            problems += [problem] if problem else []
+            notes += [note] if note else []
+            out += [f"--{new}", *_as_tokens(converted)] if new is not None else []
+            continue
+        converted, note = read_stale_value(key, raw)
+        notes.append(f"{note} on the {COMMAND_LINE}")
+        out += [flag, str(converted)]
+    return out, problems, notes
+
+
+def _next(args: list[str], i: int) -> str | None:
+    """The value token at `i`, if there is one (not another option)."""
+    return args[i] if i < len(args) and not _is_option(args[i]) else None
+
+
+def _as_tokens(value) -> list[str]:
+    if isinstance(value, bool):
+        return [str(value).lower()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _flag_dests(args: list[str], parser) -> set[str]:
+    """The fields the command line sets: their YAML values are overridden, so only the command line's are checked."""
+    by_flag = {flag: action.dest for action in parser._actions for flag in action.option_strings}
+    return {by_flag[t.partition("=")[0]] for t in args if _is_option(t) and t.partition("=")[0] in by_flag}
 
 
 def _recipe_parser(dataclass_types):
@@ -92,11 +174,22 @@ def _recipe_parser(dataclass_types):
     return RecipeParser(dataclass_types, allow_abbrev=False)
 
 
-def _raise_problems(problems: list[str]) -> None:
-    if problems:
-        message = "; ".join(problems)
-        raise InstructkitError(message if message.endswith("?") else message + ".",
-                               fix="correct the keys above (run the recipe with --help to list every key).")
+def _raise_problems(problems: list[str], overrides: list[str] = (), warnings: list[str] = ()) -> None:
+    """One error for every problem; settings this machine cannot honour end with the overrides that make the run
+    go here, all on one line to copy."""
+    if not problems:
+        return
+    if len(problems) == 1 and not warnings:
+        message = problems[0] if problems[0].endswith("?") else problems[0] + "."
+    else:
+        message = f"{len(problems)} problem{'s' * (len(problems) > 1)} with this run's settings:\n" + "".join(
+            f"  - {p}\n" for p in problems) + "".join(f"  (warning: {w})\n" for w in warnings)
+    fix = "correct the keys above (run the recipe with --help to list every key)."
+    if overrides:
+        others = len(problems) > len(overrides)
+        fix = (f"on this machine, add {' '.join(overrides)} to the command line"
+               + ("; correct the other keys above." if others else "."))
+    raise InstructkitError(message, fix=fix)
 
 
 def _fixed_problems(parsed, fixed: dict, source: str) -> list[str]:
@@ -129,9 +222,11 @@ def load_checked_config(path: str, types_for) -> dict[str, Any]:
     from trl import TrlParser
 
     config = _load_config(path)
+    config.pop("env", None)
     dataclass_types = types_for(config)
     fields = _fields_by_name(dataclass_types)
-    _raise_problems(_check_config(config, path, fields, _actions_by_dest(TrlParser(list(dataclass_types)))))
+    config, problems, _ = _read_config_forms(config, path, fields)
+    _raise_problems(problems + _check_config(config, path, fields, _actions_by_dest(TrlParser(list(dataclass_types)))))
     return config
 
 
@@ -185,27 +280,38 @@ def _actions_by_dest(parser) -> dict[str, argparse.Action]:
     return actions
 
 
-def _check_config(config, path, fields, actions) -> list[str]:
-    """Problems with the YAML keys and values; TRL itself checks neither the values nor (in its scripts) the keys."""
+def _check_config(config, path, fields, actions, skip=frozenset()) -> list[str]:
+    """Problems with the YAML keys and values; TRL itself checks neither the values nor (in its scripts) the keys.
+    The values of keys in `skip` (set again on the command line) are not checked: the command line's are."""
     problems = []
     for key, value in config.items():
         if key == "env":
             continue
         if key not in fields:
-            problems.append(_unknown(f"key {key!r} in {path}", key, close_match(str(key), fields)))
+            problems.append(_unknown(f"key {key!r} in {path}", key, close_match(str(key), fields, KEY_CUTOFF)))
+            continue
+        if key in skip:
             continue
         field, hint = fields[key]
-        problem = _check_value(value, field, hint, actions[key])
+        problem = _check_value(value, field, hint, actions[key]) or _special_problem(key, value)
         if problem:
             problems.append(f"{key!r} in {path}: {problem}")
     return problems
 
 
-def _check_command_line(args, fields, parser) -> list[str]:
-    """Problems with the command-line flags, found by walking the tokens the way argparse will."""
+def _special_problem(key: str, value) -> str | None:
+    """Checks of a value beyond its type: a chat template must compile."""
+    if key in ("chat_template", "chat_template_path") and isinstance(value, str):
+        return template_problem(value)
+    return None
+
+
+def _check_command_line(args, fields, parser, values: dict | None = None) -> list[str]:
+    """Problems with the command-line flags, found by walking the tokens the way argparse will; the values that pass
+    go into `values` (converted as argparse will)."""
     by_flag = {flag: action for action in parser._actions for flag in action.option_strings}
     long_flags = [flag for flag in by_flag if flag.startswith("--")]
-    problems = []
+    problems, converted = [], values
     i = 0
     while i < len(args):
         token = args[i]
@@ -222,7 +328,8 @@ def _check_command_line(args, fields, parser) -> list[str]:
             while i < len(args) and not _is_option(args[i]):  # the unknown flag's values: don't also report them
                 i += 1
             key = flag.lstrip("-").replace("-", "_")
-            problems.append(_unknown(f"flag {flag!r} on the {COMMAND_LINE}", key, close_match(flag, long_flags)))
+            problems.append(_unknown(f"flag {flag!r} on the {COMMAND_LINE}", key,
+                                     close_match(flag, long_flags, KEY_CUTOFF)))
             continue
         if not has_inline and action.nargs != 0:
             wanted = len(args) if action.nargs == "+" else 1
@@ -233,9 +340,15 @@ def _check_command_line(args, fields, parser) -> list[str]:
             problems.append(f"{flag!r} on the {COMMAND_LINE} needs a value")
         elif values and action.dest in fields:
             field, hint = fields[action.dest]
-            problem = _check_value(values if action.nargs == "+" else values[0], field, hint, action)
+            value = values if action.nargs == "+" else values[0]
+            problem = _check_value(value, field, hint, action) or _special_problem(action.dest, value)
             if problem:
                 problems.append(f"{flag!r} on the {COMMAND_LINE}: {problem}")
+            elif converted is not None:
+                to_type = action.type or (lambda v: v)
+                converted[action.dest] = [to_type(v) for v in value] if action.nargs == "+" else to_type(value)
+        elif not values and action.nargs in (0, "?") and converted is not None and action.dest in fields:
+            converted[action.dest] = action.const
     return problems
 
 
@@ -244,9 +357,7 @@ def _is_option(token: str) -> bool:
 
 
 def _unknown(what: str, key, suggestion: str | None) -> str:
-    """`unknown <what>` plus the fix for a renamed TRL key, or the closest valid spelling."""
-    if key in RENAMED_KEYS:
-        return f"unknown {what} — {RENAMED_KEYS[key]}"
+    """`unknown <what>` plus the closest valid spelling, when one is close enough to be a typo."""
     return f"unknown {what}" + (f" — did you mean {suggestion!r}?" if suggestion else "")
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from instructkit.config.machine import compute_dtype
 from instructkit.distributed import sharding
+from instructkit.errors import InstructkitError
 
 REDACTED = "<redacted>"
 
@@ -76,6 +77,19 @@ def resolve_model(config: RecipeConfig) -> RecipeConfig:
     elif model.use_peft and isinstance(targets, str) and targets != "all-linear":
         changes["lora_target_modules"] = [targets]
     return config.replace(model=changes)
+
+
+def resolve_chat_template(config: RecipeConfig) -> RecipeConfig:
+    """TRL's `chat_template_path` (SFTConfig) read as instructkit's `chat_template`, which loads it once (TRL would
+    otherwise put it on the tokenizer a second time, over the training variant `chat_templates` may have chosen)."""
+    path = getattr(config.training, "chat_template_path", None)
+    if not path:
+        return config
+    if config.script.chat_template and config.script.chat_template != path:
+        raise InstructkitError("chat_template and chat_template_path are both set, to different templates.",
+                               fix="keep one (chat_template takes a bundled name, a .jinja path or the template "
+                                   "itself; chat_template_path, TRL's key, a file or a tokenizer folder).")
+    return config.replace(script={"chat_template": path}, training={"chat_template_path": None})
 
 
 def write_yaml(path, data: dict) -> Path:

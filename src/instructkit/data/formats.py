@@ -11,10 +11,14 @@ them, or a hub dataset name. Formats, detected from the columns unless `dataset_
 | sharegpt          | conversations: [{from, value}, ...]       | messages (assistant-only loss)              |
 | text              | text                                      | text (plain language modelling)             |
 | preference        | chosen, rejected, [prompt] (strings or    | prompt / chosen / rejected (for DPO; an     |
-|                   | messages; no prompt = implicit prompt)    | implicit prompt is extracted by TRL's code) |
+|                   | messages; no prompt = implicit prompt;    | implicit prompt is extracted by TRL's code) |
+|                   | a prompt + whole conversations that start |                                             |
+|                   | with it: ultrafeedback_binarized's shape) |                                             |
 
 Every row is checked before anything is tokenized; a bad row stops the run with file, row, field,
-problem and fix (or, with `on_bad_rows: skip`, is skipped and counted). Nothing is dropped silently.
+problem and fix (or, with `on_bad_rows: skip`, is skipped and counted). Nothing is dropped silently: columns no
+field of the format reads (ids, scores such as ultrafeedback's score_chosen) are counted and logged as ignored; a
+row's `task` and `chat_template_kwargs` (rendering options TRL passes to the chat template per row) are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ FORMAT_COLUMNS = {  # detection order matters: the first whose required columns 
 ROLES = {"system", "user", "assistant"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 MAX_REPORTED_ROWS = 10
+CARRIED = ("task", "chat_template_kwargs")  # kept next to the converted row
 
 
 def detect_format(records: list[Record], requested: str = "auto") -> str:
@@ -192,6 +197,10 @@ def _preference_row(data: dict) -> dict:
     prompt = data["prompt"]
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
+    if any(isinstance(data.get(k), list) and data[k] and isinstance(data[k][0], dict)
+           and data[k][0].get("role") != "assistant" for k in ("chosen", "rejected")):
+        data = _split_conversations(data, prompt)
+        prompt = data["prompt"]
     out = {"prompt": _messages(prompt, "prompt", require_assistant=False)}
     for key in ("chosen", "rejected"):
         value = data.get(key)
@@ -208,9 +217,32 @@ def _preference_row(data: dict) -> dict:
     return out
 
 
+def _split_conversations(data: dict, prompt: list[dict]) -> dict:
+    """A prompt with chosen / rejected as whole conversations that repeat it (ultrafeedback_binarized's shape): each
+    conversation must start with the prompt (after an optional system message, the same in both); the rest of each
+    is its answer. Checked, not assumed."""
+    starts, out = [], {}
+    for key in ("chosen", "rejected"):
+        conversation = _messages(data.get(key), key)
+        start = 1 if conversation[0]["role"] == "system" and prompt[0]["role"] != "system" else 0
+        head = conversation[start:start + len(prompt)]
+        if [(m["role"], m["content"]) for m in head] != [(m.get("role"), m.get("content")) for m in prompt]:
+            raise RowProblem(key, "is a whole conversation that does not start with the row's prompt",
+                             f"make '{key}' start with the prompt's turn(s), or drop the prompt column so the "
+                             "shared start of chosen and rejected is the prompt")
+        starts.append(conversation[:start + len(prompt)])
+        out[key] = conversation[start + len(prompt):]
+    if starts[0] != starts[1]:
+        raise RowProblem("rejected", "starts with another system message than chosen",
+                         "give both conversations the same system message")
+    return {"prompt": starts[0], **out}
+
+
 def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport) -> list[dict]:
     """Convert and validate every row; stop with a row-level report, or skip and count."""
     rows, bad = [], []
+    required, optional = FORMAT_COLUMNS.get(fmt, (set(), set()))
+    used = required | optional | set(CARRIED)
     for rec in records:
         try:
             row = convert_row(rec.data, fmt)
@@ -218,8 +250,8 @@ def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: D
             bad.append((rec, p))
             report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
             continue
-        if "task" in rec.data:
-            row["task"] = rec.data["task"]
+        row.update({k: rec.data[k] for k in CARRIED if rec.data.get(k) is not None})
+        report.ignored.update(k for k in map(str, rec.data) if k not in used)
         rows.append(row)
     if bad and on_bad_rows != "skip":
         shown = "\n".join(f"  {r.source} row {r.row}: field '{p.field_name}' {p.problem} — fix: {p.fix}"

@@ -53,8 +53,8 @@ def load_preferences(args, seed: int = 42) -> TrainingData:
 def load_data(args, seed: int, kind: DataKind) -> TrainingData:
     if args.dataset_mixture:
         return TrainingData(*load_mixture(args, seed, kind))
-    splits = read_source(args.dataset_name, args.dataset_config, kind)
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
+    splits = read_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name))
     if train_name not in splits:
         raise InstructkitError(f"dataset {args.dataset_name} has no split {train_name!r} (it has: {', '.join(splits)}).",
                                fix="set dataset_train_split to one of those.")
@@ -78,7 +78,7 @@ def load_data(args, seed: int, kind: DataKind) -> TrainingData:
         out["test"] = held_out.pop(test_name)
         out.update(held_out)  # e.g. the embedded test_phrasings split
     elif args.test_split_size > 0:
-        out["train"], test = split_by_size(out["train"], args.test_split_size, seed)
+        out["train"], test = split_by_size(out["train"], args.test_split_size, seed, f"dataset {args.dataset_name}")
         if test:
             out["test"] = test
     return TrainingData(*to_datasets(out, report))

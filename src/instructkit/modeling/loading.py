@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from instructkit.chat_templates import bundled_names, set_chat_template, stop_token_ids
+from instructkit.chat_templates import bundled_names, describe, set_chat_template, stop_token_ids
 from instructkit.distributed import sharding
 from instructkit.errors import InstructkitError
 from instructkit.log import log
@@ -38,7 +38,7 @@ def load_tokenizer(config):
                            trust_remote_code=training_args.trust_remote_code)
     new_tokens = set_chat_template(tok, args.chat_template) if args.chat_template else []
     if new_tokens:
-        log(f"chat template {args.chat_template}: added tokens {tok.convert_ids_to_tokens(new_tokens)} (their "
+        log(f"chat template {describe(args.chat_template)}: added tokens {tok.convert_ids_to_tokens(new_tokens)} (their "
             "embeddings are trained)")
     if not tok.chat_template and args.dataset_format != "text":
         raise InstructkitError(f"the tokenizer of {name} has no chat template, and instruction data is trained "

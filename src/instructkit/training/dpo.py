@@ -42,12 +42,34 @@ def reference_model(model, peft_config, training_args):
     return frozen_copy(model)
 
 
+def truncate_prompts(trainer, max_prompt_length: int | None) -> None:
+    """Prompts longer than `max_prompt_length` tokens keep their last ones, as TRL's DPO did before TRL 1.x removed
+    the key (the turn being answered stays; the start of a long conversation goes). Counted and logged."""
+    if not max_prompt_length:
+        return
+    for name in ("train_dataset", "eval_dataset"):
+        dataset = getattr(trainer, name)
+        if dataset is None or "prompt_ids" not in getattr(dataset, "column_names", []):
+            continue
+        cut = sum(1 for ids in dataset["prompt_ids"] if len(ids) > max_prompt_length)
+        if cut:
+            setattr(trainer, name, dataset.map(lambda row: {"prompt_ids": row["prompt_ids"][-max_prompt_length:]},
+                                               desc=f"max_prompt_length={max_prompt_length}"))
+        log(f"data: {cut} of {len(dataset)} {name.split('_')[0]} prompts are longer than max_prompt_length="
+            f"{max_prompt_length} tokens and keep their last {max_prompt_length}")
+
+
 class DPORun(Run):
     """A preference run: its checks read prepared pairs, and held-out reward accuracy is measured after training."""
 
     @property
     def eval_dataset(self):
         return self.data.test
+
+    def prepare(self, trainer) -> None:
+        """Prompts cut to max_prompt_length first, when it is set (then the checks see what trains)."""
+        truncate_prompts(trainer, self.config.script.max_prompt_length)
+        super().prepare(trainer)
 
     def check(self, trainer) -> dict:
         return preflight.check_preference(trainer, self.data.report)

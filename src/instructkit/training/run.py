@@ -18,7 +18,7 @@ from pathlib import Path
 
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
-from instructkit.config.resolved import RecipeConfig, resolve_model
+from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_model
 from instructkit.distributed import (check_launch, enable_fsdp_on_cpu, format_launch, launch_summary, machine_summary,
                                     use_all_cpu_cores)
 from instructkit.errors import InstructkitError
@@ -52,7 +52,7 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
         check_output_dir(config.training, config.script.overwrite_output_dir)
     use_all_cpu_cores()
     log(f"{config.recipe} on {machine_summary(config.training)} -> {config.training.output_dir}")
-    config = resolve_model(config)
+    config = resolve_model(resolve_chat_template(config))
     check_launch(config.model)
     return config
 

@@ -24,7 +24,12 @@ def parse_sft_config(argv=None, default_config=None, fixed: dict | None = None,
     """An SFT recipe's config (SFTConfig + ModelConfig + instructkit's keys); see `run.parse_config`."""
     from trl import SFTConfig
 
-    return parse_config(SFTConfig, argv, default_config, fixed, check_output)
+    config = parse_config(SFTConfig, argv, default_config, fixed, check_output)
+    if config.script.max_prompt_length is not None:
+        raise InstructkitError(f"max_prompt_length: {config.script.max_prompt_length} is a DPO setting (it cuts the "
+                               "prompts of preference pairs); SFT rows are limited by max_length.",
+                               fix="remove max_prompt_length (or set max_length).")
+    return config
 
 
 def load_sft_data(config: RecipeConfig) -> TrainingData:
