@@ -325,6 +325,16 @@ def vllm_missing(e: Env):
     from instructkit.evaluation.protocol import Protocol
 
     prepare_tasks(Protocol(backend="vllm", data_dir="fixture"), e.tmp / "tasks")
+def under_launch(env: dict, gpu: bool = False, **model_keys):
+    """`distributed.check_launch` as a recipe calls it, under the environment `accelerate launch` exports."""
+    from unittest import mock
+
+    from trl import ModelConfig
+
+    from instructkit.distributed import check_launch
+
+    with mock.patch.dict(os.environ, env), mock.patch("torch.cuda.is_available", return_value=gpu):
+        check_launch(ModelConfig(model_name_or_path="x", **model_keys))
 
 
 CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
@@ -445,6 +455,14 @@ CASES = [
     Case("trainer-conflict", "config", "options the Trainer refuses together (`bf16: true` and `fp16: true`)",
          lambda e: e.yaml("bf16: true\nfp16: true\n"), "(while reading <tmp>/config.yaml)"),
     # --- conflicting options -------------------------------------------------------------------------------------
+    Case("fsdp1-on-cpu", "conflicts", "an FSDP launch config with `fsdp_version: 1` on a machine without a GPU",
+         lambda e: under_launch({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}),
+         "FSDP version 1 cannot run on a machine without a GPU"),
+    Case("fsdp-qlora-16bit-storage", "conflicts", "FSDP on GPUs with 4-bit weights stored as bf16 "
+         "(`bnb_4bit_quant_storage: bfloat16`, bitsandbytes #1945)",
+         lambda e: under_launch({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, gpu=True, load_in_4bit=True,
+                                bnb_4bit_quant_storage="bfloat16"),
+         "computes wrong outputs on GPUs"),
     Case("assistant-only-loss-on-text", "conflicts", "`assistant_only_loss: true` with plain text data",
          lambda e: e.loss([{"text": f"row {i}"} for i in range(4)], "--assistant_only_loss", "true"),
          "assistant_only_loss: true trains the assistant turns of conversations, but the training data is text data"),

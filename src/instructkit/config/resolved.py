@@ -60,7 +60,9 @@ def resolve_model(config: RecipeConfig) -> RecipeConfig:
     """The model keys in their final form, from the machine and the launch:
     * `dtype`: 'auto' becomes bfloat16 where the GPU supports it, else float32 (also the 4-bit compute dtype);
     * under ZeRO-3 / FSDP, 4-bit weights are stored in that dtype (`bnb_4bit_quant_storage`), so the sharding sees
-      one dtype across the model (uint8 storage fails there);
+      one dtype across the model (uint8 storage fails there); except FSDP in bf16/fp16, where 16-bit storage hits
+      bitsandbytes #1945 (wrong outputs, `distributed.check_launch` refuses it): uint8 there, which FSDP2 leaves
+      replicated (accelerate keeps frozen non-float weights out of the shards);
     * `lora_target_modules`: unset or [all-linear] means every linear layer ('all-linear'); TRL turns a one-item list
       into a string, which PEFT would read as a full-name regex, so it is a list again.
     """
@@ -68,7 +70,8 @@ def resolve_model(config: RecipeConfig) -> RecipeConfig:
     model = config.model
     changes = {"dtype": compute_dtype(model.dtype)}
     if model.load_in_4bit and sharding() is not None and not model.bnb_4bit_quant_storage:
-        changes["bnb_4bit_quant_storage"] = changes["dtype"]
+        half = sharding() == "fsdp" and changes["dtype"] in ("bfloat16", "float16")
+        changes["bnb_4bit_quant_storage"] = "uint8" if half else changes["dtype"]
     targets = model.lora_target_modules
     if model.use_peft and targets in (None, [], ["all-linear"]):
         changes["lora_target_modules"] = "all-linear"

@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from instructkit.data.splits import exact_match_rows
-from instructkit.distributed import weights_sharded
+from instructkit.distributed import weights_for_generation, weights_sharded
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.generation import generate
 from instructkit.log import log
@@ -50,7 +51,8 @@ def _short(text: str, width: int = 80) -> str:
 
 class SampleGenerations(TrainerCallback):
     """Every `every` optimizer steps and at the end of training, on the main process: greedy answers to `rows`
-    ({prompt, target (optional)}), logged and appended to `<output_dir>/samples.jsonl`."""
+    ({prompt, target (optional)}), logged and appended to `<output_dir>/samples.jsonl`. Under ZeRO-3 / FSDP every
+    process gathers the weights (`distributed.weights_for_generation`) and answers the same prompts."""
 
     def __init__(self, trainer, tokenizer, rows: list[dict], every: int, max_new_tokens: int):
         self.trainer, self.tokenizer, self.rows = trainer, tokenizer, rows
@@ -70,11 +72,23 @@ class SampleGenerations(TrainerCallback):
         self.sample(args, state, control, model)
 
     def sample(self, args, state, control, model) -> list[dict] | None:
-        if not state.is_world_process_zero or state.global_step == self.last_step:
+        if state.global_step == self.last_step:
             return None
         self.last_step = state.global_step
-        answers = generate(model, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens,
-                           batch_size=len(self.rows))
+        sharded = weights_sharded(self.trainer)
+        if not sharded and not state.is_world_process_zero:
+            return None
+        # Sharded: every process gathers the weights and answers the same prompts (greedy, so the same number of
+        # forward passes everywhere: FSDP2 / ZeRO-3 keep per-process state of the forwards they saw, and a main-only
+        # forward mid-training made the next backward's collectives differ between ranks: a hang, measured).
+        with weights_for_generation(self.trainer) if sharded else contextlib.nullcontext(model) as full:
+            if full is None:
+                return None
+            answers = generate(full, self.tokenizer, [r["prompt"] for r in self.rows], self.max_new_tokens,
+                               batch_size=len(self.rows))
+        return self.write(args, state, control, model, answers) if state.is_world_process_zero else None
+
+    def write(self, args, state, control, model, answers: list[dict]) -> list[dict]:
         samples = []
         for row, answer in zip(self.rows, answers):
             prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
@@ -116,9 +130,6 @@ def sample_rows(args, held_out, tokenizer) -> list[dict]:
 def add_sample_generations(trainer, args, held_out, tokenizer) -> SampleGenerations | None:
     """Attach `SampleGenerations` to `trainer` as `args` configure it; None when off or not possible (says why)."""
     if args.sample_generations_steps <= 0:
-        return None
-    if weights_sharded(trainer):
-        log("sample generations skipped: the weights are sharded (FSDP / ZeRO-3), so one process cannot generate")
         return None
     rows = sample_rows(args, held_out, tokenizer)
     if not rows:

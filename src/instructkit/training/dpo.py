@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from instructkit.config.resolved import RecipeConfig
 from instructkit.data.loading import TrainingData, load_preferences
+from instructkit.distributed import frozen_copy
 from instructkit.log import log
 from instructkit.training import measurements, preflight
 from instructkit.training.run import Run, parse_config
@@ -35,15 +36,12 @@ def load_preference_data(config: RecipeConfig) -> TrainingData:
 def reference_model(model, peft_config, training_args):
     """DPO's reference, always the starting policy and never reloaded from a path (TRL would re-read
     `config._name_or_path`, which is wrong for a merged or in-memory model): under LoRA none is needed (the adapter
-    disabled is the start); with precomputed reference log-probs neither; otherwise a frozen in-memory copy.
+    disabled is the start); with precomputed reference log-probs neither; otherwise a frozen in-memory copy
+    (under ZeRO-3 a partitioned one: `distributed.frozen_copy`).
     """
-    import copy
-
     if peft_config is not None or training_args.precompute_ref_log_probs:
         return None
-    ref = copy.deepcopy(model).eval()
-    ref.requires_grad_(False)
-    return ref
+    return frozen_copy(model)
 
 
 def truncate_prompts(trainer, max_prompt_length: int | None) -> None:

@@ -32,11 +32,17 @@ def format_exact_match(label: str, results: dict) -> str:
 
 
 def held_out_exact_match(trainer, tokenizer, held_out: dict, args) -> dict:
-    """{split: result} on every held-out split ({} when disabled). Every process answers its share of the rows."""
+    """{split: result} on every held-out split ({} when disabled or, said in the log, when there are no weights to
+    generate from). Every process answers its share of the rows, with the full weights (gathered under sharding)."""
     if not args.eval_exact_match:
         return {}
     results = {}
     with weights_for_generation(trainer) as model:
+        if model is None:
+            log("held-out exact match skipped: no weights to generate from on every process yet (after training "
+                "the trainer's sharded weights are gathered and it runs; the starting model's score: run the recipe "
+                "under accelerate_configs/ddp.yaml)")
+            return {}
         for split, dataset in held_out.items():
             rows = exact_match_rows(dataset, args.eval_max_samples)
             if rows:
@@ -100,15 +106,19 @@ def log_decontamination(data, screen) -> None:
         log(line)
 
 
-def generation_metrics(trainer, tokenizer, held_out: dict, args) -> dict:
-    """Held-out response perplexity and exact match / ROUGE-L / BLEU of greedy answers (main process)."""
-
+def generation_metrics(trainer, tokenizer, held_out: dict, args) -> dict | None:
+    """Held-out response perplexity and exact match / ROUGE-L / BLEU of greedy answers (None, said in the log, when
+    there are no weights to generate from). Every process calls it and computes the same (under ZeRO-3 / FSDP with
+    the weights gathered: processes that ran different forwards would fall out of step in later collectives)."""
     results = {}
-    for split, dataset in held_out.items():
-        rows = exact_match_rows(dataset, args.eval_max_samples)
-        if rows:
-            results[split] = heldout_generation_metrics(trainer.model, tokenizer, rows, args.eval_max_new_tokens,
-                                                        args.eval_batch_size)
+    with weights_for_generation(trainer) as model:
+        if model is None:
+            return None
+        for split, dataset in held_out.items():
+            rows = exact_match_rows(dataset, args.eval_max_samples)
+            if rows:
+                results[split] = heldout_generation_metrics(model, tokenizer, rows, args.eval_max_new_tokens,
+                                                            args.eval_batch_size)
     log(format_generation_metrics("after training", results))
     return results
 

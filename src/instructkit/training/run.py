@@ -19,7 +19,8 @@ from pathlib import Path
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
 from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_model
-from instructkit.distributed import machine_summary, sharding, use_all_cpu_cores
+from instructkit.distributed import (check_launch, enable_fsdp_on_cpu, format_launch, launch_summary, machine_summary,
+                                     sharding, use_all_cpu_cores)
 from instructkit.errors import InstructkitError
 from instructkit.evaluation.harness import resolve_data_dir
 from instructkit.log import is_main_process, log
@@ -50,6 +51,7 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
     # The Trainer's own set-up of the process group (DDP over gloo on CPU, DeepSpeed, ...) must come first:
     # any earlier bare PartialState() would pin this process to a single-process state.
     _ = config.training.device
+    enable_fsdp_on_cpu()  # before the trainer's Accelerator exists: an FSDP launch on CPU runs FSDP, not DDP
     check_local_path(config.model.model_name_or_path, "model_name_or_path")
     check_local_path(config.script.tokenizer_name_or_path, "tokenizer_name_or_path")
     measurements.check_benchmark_settings(config.script)
@@ -61,7 +63,9 @@ def parse_config(trainer_config_class, argv=None, default_config=None, fixed: di
         check_output_dir(config.training, config.script.overwrite_output_dir)
     use_all_cpu_cores()
     log(f"{config.recipe} on {machine_summary(config.training)} -> {config.training.output_dir}")
-    return resolve_model(resolve_chat_template(config))
+    config = resolve_model(resolve_chat_template(config))
+    check_launch(config.model)
+    return config
 
 
 def check_saved_weights(out: Path, stepped: int, steps: int = 0, warmup_steps: float = 0) -> None:
@@ -151,6 +155,8 @@ class Run:
         """Counts of what TRL's preparation dropped or cut, checks of the prepared rows, the decontamination report,
         and the callbacks every run has (sample generations, stop on nan/inf, no pickles in checkpoints, learning
         steps counted, SIGTERM saves and stops); a full disk while saving a checkpoint ends in one message."""
+        self.metrics["launch"] = launch_summary(trainer)  # what accelerate runs: FSDP / DeepSpeed / DDP, processes
+        log(format_launch(self.metrics["launch"]))
         self.report_dropped(trainer)
         log(preflight.summary(self.check(trainer)))
         self.metrics["decontamination"] = self.data.report.decontamination  # screened while the data loaded
@@ -205,14 +211,13 @@ class Run:
                                                                                     self.config)
 
     def after_training(self, trainer) -> None:
-        """Generation metrics and lm-eval benchmarks on the in-memory model, main process only, as configured."""
+        """Generation metrics (every process, with sharded weights gathered) and lm-eval benchmarks (main process)
+        on the in-memory model, as configured."""
         args = self.config.script
-        if not is_main_process():
-            return
         if args.eval_generation_metrics:
             self.metrics["generation_metrics"] = measurements.generation_metrics(
                 trainer, self.tokenizer, self.data.held_out, args)
-        if args.eval_benchmarks:
+        if args.eval_benchmarks and is_main_process():
             after = measurements.benchmarks_after_training(trainer, self.tokenizer, self.config,
                                                            self.metrics.get("benchmarks_before"))
             self.metrics["benchmarks"] = after
