@@ -274,5 +274,5 @@ def test_benchmarks_after_training_are_skipped_under_sharding_with_the_command_t
     for state in (NS(deepspeed_plugin=NS(zero_stage=3)), NS()):
         trainer = NS(accelerator=NS(state=state), is_fsdp_enabled=not hasattr(state, "deepspeed_plugin"))
         config = NS(training=NS(output_dir="out/run"))
-        assert benchmarks_after_training(trainer, None, config) is None
+        assert benchmarks_after_training(trainer, None, config, None) is None
         assert "instructkit eval --models out/run" in capsys.readouterr().out
