@@ -78,7 +78,7 @@ def test_recipe_trains_on_a_local_alpaca_file_with_config_and_override(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--max_lenght", "64"], "unknown flag '--max_lenght' on the command line — did you mean '--max_length'?"),
-    (["--packing_strategy", "ffd"], "'ffd' is not one of bfd, bfd_split, wrapped"),
+    (["--packing_strategy", "bdf"], "'bdf' is not one of bfd, bfd_split, wrapped"),
     (["--model_name_or_path", "./no/such/model"], "model_name_or_path ./no/such/model does not exist"),
     (["--dataset_name", "./missing.jsonl"], "data file ./missing.jsonl does not exist"),
     (["--config", "nope.yaml"], "config file nope.yaml does not exist"),

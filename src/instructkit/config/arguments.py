@@ -1,6 +1,7 @@
 """instructkit's own recipe arguments, next to TRL's `SFTConfig` / `DPOConfig` / `ModelConfig`."""
 
 import dataclasses
+import typing
 
 from instructkit.errors import InstructkitError
 
@@ -191,6 +192,8 @@ class InstructkitArguments:
 @dataclasses.dataclass
 class EvaluateArguments:
     """The benchmark recipe's arguments (recipes/evaluate.py, `instructkit eval`)."""
+
+    no_machine_defaults: typing.ClassVar[tuple[str, ...]] = ("model_name_or_path",)  # not the recipes' `embedded`
 
     models: list[str] = dataclasses.field(
         default_factory=list,

@@ -62,7 +62,9 @@ def parse_args(dataclass_types, args=None, default_config=None, fixed: dict | No
 
     parser = _recipe_parser(list(dataclass_types))
     fields = _fields_by_name(dataclass_types)
-    defaults = {k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS, **(fixed or {})}.items() if k in fields}
+    own = {name for t in dataclass_types for name in getattr(t, "no_machine_defaults", ())}
+    defaults = {k: v for k, v in {**machine_defaults(), **OUR_DEFAULTS, **(fixed or {})}.items()
+                if k in fields and k not in own}
     parser.set_defaults(**defaults)
     actions = _actions_by_dest(parser)
     config, problems, notes = _read_config_forms(config, config_path, fields)

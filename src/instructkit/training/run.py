@@ -240,6 +240,7 @@ class Run:
                                     trainer.args.warmup_steps)
                 (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml holds the same settings
                 self.tokenizer.save_pretrained(out)
+                self.metrics["launch"] = launch_summary(trainer)  # again: now the model is wrapped (FSDP, DeepSpeed)
                 self.metrics.update(trainer=type(trainer).__name__, train=result.metrics,
                                     log_history=trainer.state.log_history, data=self.data.report.as_dict(),
                                     seconds=round(time.time() - self.started, 1))
