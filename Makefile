@@ -19,7 +19,7 @@ EXTRAS        ?= all
 export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
-export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/instructkit/torch_extensions
 
 .PHONY: setup demo test test-fast bench bench-quick clean
 

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                   TOKENIZERS_PARALLELISM="false", INSTRUCTKIT_EMBEDDED="test")
 os.environ.setdefault("INSTRUCTKIT_CACHE", str(ROOT / ".cache" / "test-embedded"))
-os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))  # DeepSpeed's op, built once
+# DeepSpeed's ops, built once per machine (not per checkout: a clean CI checkout would build them again)
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "instructkit" / "torch_extensions"))
 
 
 @pytest.fixture(scope="session")

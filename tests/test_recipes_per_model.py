@@ -18,6 +18,7 @@ from test_recipes import assert_ok
 CLI = str(Path(sys.executable).with_name("instructkit"))
 CONFIGS = ROOT / "recipes" / "configs"
 RECIPES = ("sft_full", "sft_lora", "sft_qlora", "dpo")
+MODELS = ("qwen2.5-7b", "llama-3.1-8b", "mistral-7b", "smollm2-1.7b")
 
 
 def data_dirs(root: Path, tools: bool) -> tuple[Path, Path]:
@@ -50,16 +51,21 @@ def assert_ran_as_shipped(saved: Path, shipped: Path) -> None:
     assert not changed, f"{shipped}: {changed}"
 
 
-def run_configs(model: str, family, root: Path) -> dict:
-    """Every config of `model`, in order (dpo starts from sft_full's output): {recipe: finished process}."""
+def prepared(model: str, family, root: Path) -> Path:
+    """The family's tiny model and the data folders under `root` (built in the test process, one at a time)."""
     import shutil
 
     fam = family(CONFIG_FAMILIES[model])
     shutil.copytree(fam.model_dir, root / "model")
-    chats, pairs = data_dirs(root, tools=model == "qwen2.5-7b")
+    data_dirs(root, tools=model == "qwen2.5-7b")
+    return root
+
+
+def run_configs(model: str, root: Path) -> dict:
+    """Every config of `model`, in order (dpo starts from sft_full's output): {recipe: finished process}."""
     procs = {}
     for recipe in RECIPES:
-        args = swapped(recipe, model, pairs if recipe == "dpo" else chats, root / "out")
+        args = swapped(recipe, model, root / ("pairs" if recipe == "dpo" else "chats"), root / "out")
         if recipe == "dpo":
             args[args.index("--model_name_or_path") + 1] = str(root / "out" / "sft_full")
         procs[recipe] = launch(recipe, *args)
@@ -68,9 +74,20 @@ def run_configs(model: str, family, root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def qwen(family, tmp_path_factory):
-    root = tmp_path_factory.mktemp("qwen2.5-7b")
-    return root, run_configs("qwen2.5-7b", family, root)
+def ran(family, tmp_path_factory):
+    """{model: (its root, {recipe: process})} for every model's configs; two models' runs at a time (a launch
+    leaves a core idle for much of its time: imports, data preparation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    roots = {m: prepared(m, family, tmp_path_factory.mktemp(m)) for m in MODELS}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {m: pool.submit(run_configs, m, root) for m, root in roots.items()}
+    return {m: (roots[m], futures[m].result()) for m in MODELS}
+
+
+@pytest.fixture(scope="module")
+def qwen(ran):
+    return ran["qwen2.5-7b"]
 
 
 @pytest.mark.slow
@@ -119,8 +136,8 @@ def test_merge_chat_generate_and_eval_what_the_qwen_configs_trained(qwen, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "mistral-7b", "smollm2-1.7b"])
-def test_per_model_configs_run_two_steps_on_a_tiny_model_of_their_architecture(model, family, tmp_path):
-    procs = run_configs(model, family, tmp_path)
+def test_per_model_configs_run_two_steps_on_a_tiny_model_of_their_architecture(model, ran):
+    root, procs = ran[model]
     for recipe, proc in procs.items():
         assert "preflight ok" in proc.stdout, (recipe, proc.stdout[-3000:])
-        assert_ran_as_shipped(tmp_path / "out" / recipe / "config.yaml", CONFIGS / model / f"{recipe}.yaml")
+        assert_ran_as_shipped(root / "out" / recipe / "config.yaml", CONFIGS / model / f"{recipe}.yaml")
