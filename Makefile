@@ -36,7 +36,7 @@ demo: setup
 	$(BIN)/accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_qlora.py --overwrite_output_dir true
 
 test: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest tests -q -m "not slow"

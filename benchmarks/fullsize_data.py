@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from instructkit.evaluation.fixture import readme_text, write_jsonl  # noqa: E402
+from instructkit.evaluation.fixture import readme_text, write_jsonl, write_truthfulqa  # noqa: E402
 
 # The real MMLU test split's size per subject (sum 14,042); the questions below are generated, not MMLU's
 MMLU_TEST_SIZES = {
@@ -113,12 +113,8 @@ def write(root: Path, seed: int = 0) -> dict:
         configs[subject] = {split: f"{subject}/{split}.jsonl" for split in parts}
         counts[subject] = {k: len(v) for k, v in parts.items()}
     (mmlu / "README.md").write_text(readme_text(configs, note), encoding="utf-8")
-    tqa = root / "truthfulqa" / "truthful_qa"
     mc, gen = truthfulqa_rows(rng)
-    write_jsonl(tqa / "multiple_choice" / "validation.jsonl", mc)
-    write_jsonl(tqa / "generation" / "validation.jsonl", gen)
-    (tqa / "README.md").write_text(readme_text({c: {"validation": f"{c}/validation.jsonl"}
-                                                for c in ("generation", "multiple_choice")}, note), encoding="utf-8")
+    write_truthfulqa(root, mc, gen, note)
     words = lambda rows, key: sum(len(str(r[key]).split()) for r in rows) / len(rows)  # noqa: E731
     return {"data_dir": str(root), "mmlu_subjects": len(counts),
             "mmlu_test": sum(c["test"] for c in counts.values()),

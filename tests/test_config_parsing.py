@@ -324,3 +324,26 @@ def test_every_launch_config_loads_with_accelerates_own_loader():
     for path in (Path(__file__).resolve().parent.parent / "accelerate_configs").glob("*.yaml"):
         cfg = load_config_from_file(str(path))
         assert cfg.num_processes >= 1, path
+
+
+def test_dataset_num_proc_unset_takes_the_cores_capped_by_rows_and_a_set_value_is_kept(monkeypatch, capsys):
+    from trl import SFTConfig
+
+    from instructkit.config.resolved import ROWS_PER_DATA_PROCESS, resolve_data_processes
+
+    monkeypatch.setattr("instructkit.config.resolved.cpu_cores", lambda: 8)
+
+    def procs(rows, **set_):
+        training = SFTConfig(output_dir="o", use_cpu=True, bf16=False, report_to="none", **set_)
+        config = RecipeConfig(InstructkitArguments(), training, None)
+        resolved = resolve_data_processes(config, rows)
+        assert config.training.dataset_num_proc == set_.get("dataset_num_proc")  # a new config; this one untouched
+        return resolved.training.dataset_num_proc
+
+    assert procs(ROWS_PER_DATA_PROCESS - 1) is None  # one process: workers would cost more than they save
+    assert procs(3 * ROWS_PER_DATA_PROCESS) == 3
+    printed = capsys.readouterr()
+    assert "data: tokenized in 3 processes (dataset_num_proc unset: 8 cores, 15,000 training rows)" in \
+        printed.out + printed.err
+    assert procs(1_000_000) == 8
+    assert procs(1_000_000, dataset_num_proc=1) == 1

@@ -81,8 +81,9 @@ def reload_and_generate(out: Path, adapter: bool):
 
 @pytest.mark.slow
 # sft_full under DDP and ZeRO-3 runs in the tests below (ddp vs one process; ZeRO-3 with offload)
+# (ZeRO-2 with LoRA: the adapter path is ZeRO-3's and DDP's here, the ZeRO-2 optimizer sharding sft_full's)
 @pytest.mark.parametrize("config, recipe", [("ddp", "sft_lora"), ("deepspeed_zero2", "sft_full"),
-                                            ("deepspeed_zero2", "sft_lora"), ("deepspeed_zero3", "sft_lora")])
+                                            ("deepspeed_zero3", "sft_lora")])
 def test_two_process_launch_trains_saves_and_reloads(config, recipe, tmp_path, embedded):
     """Both ranks train together (DeepSpeed's own batch-size check needs the 2-process state), held-out exact
     match is shared out over the ranks (under ZeRO-3 with the weights gathered), and what is saved reloads."""
@@ -101,18 +102,12 @@ def test_two_process_launch_trains_saves_and_reloads(config, recipe, tmp_path, e
 @pytest.mark.slow
 def test_ddp_two_processes_match_one_process_at_the_same_global_batch(tmp_path, embedded):
     """Same seed, same global batch (1 x 8 rows vs 2 x 4 rows): the same data per step, the same loss curve."""
-    losses = {}
-    for n, per_device in ((1, "8"), (2, "4")):
-        out = tmp_path / f"p{n}"
-        proc = launch("sft_full", "--max_steps", "5", "--per_device_train_batch_size", per_device,
-                      "--eval_exact_match", "false", "--logging_steps", "1", "--output_dir", str(out),
-                      config="single_gpu" if n == 1 else "ddp", timeout=900)
-        assert_ok(proc)
-        history = json.loads((out / "metrics.json").read_text())["log_history"]
-        losses[n] = [h["loss"] for h in history if "loss" in h]
-    assert len(losses[1]) == len(losses[2]) == 5
-    for step, (one, two) in enumerate(zip(losses[1], losses[2]), 1):
-        assert abs(one - two) <= 0.01 * one, f"step {step}: loss {one} with 1 process, {two} with 2 (per step: {losses})"
+    out = tmp_path / "ddp"
+    proc = launch("sft_full", *SAME_BATCH, "--per_device_train_batch_size", "4", "--eval_exact_match", "false",
+                  "--output_dir", str(out), config="ddp", timeout=900)
+    assert_ok(proc)
+    assert_launch(proc, out, "MULTI_CPU")
+    assert_same_curve(one_process_losses("sft_full", tmp_path), losses(out), "DDP sft_full")
 
 
 # --- FSDP2, ZeRO-3 offload, multi-node: executed on CPU, compared with one process at the same global batch -------
@@ -172,6 +167,7 @@ def test_fsdp2_runs_on_cpu_and_matches_one_process(recipe, tmp_path, embedded):
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["step"] for s in samples} == {2, 3} and all("text" in s for s in samples)
     assert_same_curve(one_process_losses(recipe, tmp_path), losses(out), f"FSDP2 {recipe}")
+    assert "holds its initial weights" not in proc.stdout  # 3 steps at lr 1e-3 from step 1 changed the adapter
     reload_and_generate(out, adapter=recipe == "sft_lora")
 
 

@@ -52,6 +52,4 @@ def test_a_one_step_lora_run_with_the_default_warmup_succeeds(tmp_path, embedded
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "none of the 1 optimizer step(s) ran with a non-zero learning rate (warmup_steps 0.05" in proc.stdout
     assert (out / "adapter_model.safetensors").is_file() and (out / "metrics.json").is_file()
-    two = launch("sft_lora", "--max_steps", "2", "--warmup_steps", "0", "--eval_exact_match", "false",
-                 "--output_dir", str(tmp_path / "two"))
-    assert two.returncode == 0 and "holds its initial weights" not in two.stdout, two.stderr[-3000:]
+    # a run whose steps do change the adapter logs no such note: tests/test_distributed.py (FSDP2 sft_lora, warmup 0)

@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
-from instructkit.config.machine import compute_dtype
+from instructkit.config.machine import compute_dtype, cpu_cores
 from instructkit.distributed import sharding
 from instructkit.errors import InstructkitError
+from instructkit.log import log
 from instructkit.paths import write_atomic
 
 REDACTED = "<redacted>"
@@ -91,6 +92,23 @@ def resolve_chat_template(config: RecipeConfig) -> RecipeConfig:
                                fix="keep one (chat_template takes a bundled name, a .jinja path or the template "
                                    "itself; chat_template_path, TRL's key, a file or a tokenizer folder).")
     return config.replace(script={"chat_template": path}, training={"chat_template_path": None})
+
+
+# Below this many training rows per worker, starting worker processes (a fork each, plus the pickled tokenizer) costs
+# more than it saves; a conservative floor, not yet measured per size in benchmarks/ (issue #22).
+ROWS_PER_DATA_PROCESS = 5_000
+
+
+def resolve_data_processes(config: RecipeConfig, rows: int) -> RecipeConfig:
+    """`dataset_num_proc` left unset: the usable cores, capped by the rows (`ROWS_PER_DATA_PROCESS` each), for TRL's
+    tokenization and instructkit's masks. A value the user set is kept."""
+    if config.training.dataset_num_proc is not None:
+        return config
+    procs = min(cpu_cores(), rows // ROWS_PER_DATA_PROCESS)
+    if procs < 2:
+        return config
+    log(f"data: tokenized in {procs} processes (dataset_num_proc unset: {cpu_cores()} cores, {rows:,} training rows)")
+    return config.replace(training={"dataset_num_proc": procs})
 
 
 def write_yaml(path, data: dict) -> Path:

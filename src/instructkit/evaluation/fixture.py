@@ -176,13 +176,17 @@ def write_fixture(root: Path = FIXTURE_DIR, seed: int = 0) -> Path:
             write_jsonl(mmlu / subject / f"{split}.jsonl", part)
         configs[subject] = {split: f"{subject}/{split}.jsonl" for split in SPLITS}
     (mmlu / "README.md").write_text(readme_text(configs, note), encoding="utf-8")
+    write_truthfulqa(root, *truthfulqa_rows(rng), note)
+    return root
+
+
+def write_truthfulqa(root: Path, mc: list[dict], gen: list[dict], note: str) -> None:
+    """truthfulqa/truthful_qa as the hub lays it out: a config folder each, one validation split."""
     tqa = root / "truthfulqa" / "truthful_qa"
-    mc, gen = truthfulqa_rows(rng)
     write_jsonl(tqa / "multiple_choice" / "validation.jsonl", mc)
     write_jsonl(tqa / "generation" / "validation.jsonl", gen)
     (tqa / "README.md").write_text(readme_text({c: {"validation": f"{c}/validation.jsonl"}
                                             for c in ("generation", "multiple_choice")}, note), encoding="utf-8")
-    return root
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from instructkit.config.arguments import InstructkitArguments
 from instructkit.config.parsing import parse_args
-from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_model
+from instructkit.config.resolved import RecipeConfig, resolve_chat_template, resolve_data_processes, resolve_model
 from instructkit.distributed import (check_launch, enable_fsdp_on_cpu, format_launch, launch_summary, machine_summary,
                                      sharding, use_all_cpu_cores)
 from instructkit.errors import InstructkitError
@@ -126,7 +126,8 @@ class Run:
     def start(cls, config: RecipeConfig, data, tokenizer):
         """The run on the final config, its trainer's data ready: output_dir made ready (resume point found),
         config.yaml written once."""
-        run = cls(cls.resolve(config, data, tokenizer), data, tokenizer)
+        config = resolve_data_processes(cls.resolve(config, data, tokenizer), len(data.train))
+        run = cls(config, data, tokenizer)
         run.splits = run.trainer_splits()
         run.resume_from = prepare_output_dir(run.config.training, run.config.script.overwrite_output_dir,
                                              run.config.as_dict(), log)
