@@ -14,6 +14,7 @@ BIN           := $(VENV)/bin
 TORCH_SPEC    ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 EXTRAS        ?= all
+TEST_WORKERS  ?= 2
 
 # No hub at run time: the embedded default is built locally. DeepSpeed's one-time op build is cached here.
 export HF_HUB_OFFLINE = 1
@@ -35,11 +36,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft_qlora.py --overwrite_output_dir true
 
+# two tests at a time (pytest-xdist; a module's tests stay together, so its fixtures are built once)
 test: setup
-	$(BIN)/python -m pytest tests -q --durations=25
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-fast: setup
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --dist loadscope -m "not slow"
 
 # Benchmarks (scripts, not tests): every section, then benchmarks/RESULTS.md + PNGs, from scratch (~30 min, 2 cores)
 bench: setup

@@ -358,6 +358,31 @@ def fullsize_section(fs, goals) -> list[str]:
     return L
 
 
+def adapter_eval_section(ad, goals) -> list[str]:
+    ratio, f = ad["ratio_adapter_over_base"], ad["forward"]
+    goals.append(("adapter evaluation within 1.5× of the base model's time",
+                  f"`instructkit eval` on a LoRA adapter {ratio:.2f}× the base ({ad['median_adapter_s']:.0f} s vs "
+                  f"{ad['median_base_s']:.0f} s, {len(ad['tasks'])} TruthfulQA-sized tasks)", status(ratio <= 1.5)))
+    a = ad["adapter"]
+    return ["## 4c. Evaluating an adapter vs its base model", "",
+            f"`instructkit eval` on the embedded default and on a LoRA adapter of sft_lora.yaml's shape (r {a['r']}, "
+            f"alpha {a['lora_alpha']}, {a['target_modules']}; random non-zero weights: the cost does not depend on "
+            "them) over the TruthfulQA-sized set of §4b (817 questions, `truthfulqa_mc1` + `truthfulqa_mc2`), each "
+            f"a new process with one thread, {ad['rounds']} interleaved rounds"
+            + (f", limit {ad['limit']}" if ad.get("limit") else "") + ". A QLoRA adapter is the same file and is "
+            "evaluated the same way (its base in full precision).", "",
+            "| model | median wall seconds | per round |", "|---|---|---|",
+            f"| base | {ad['median_base_s']:.1f} | " + ", ".join(f"{x['wall_s']:.1f}" for x in ad["runs"]["base"])
+            + " |",
+            f"| LoRA adapter (lm-eval `peft=`) | {ad['median_adapter_s']:.1f} | "
+            + ", ".join(f"{x['wall_s']:.1f}" for x in ad["runs"]["adapter"]) + " |", "",
+            f"Ratio adapter / base: **{ratio:.2f}×**. Where it goes, one forward of 8 × 256 tokens (one thread): "
+            f"base {f['base_s'] * 1000:.0f} ms, the adapter unmerged (PeftModel, as lm-eval's `peft=` runs it) "
+            f"{f['adapter_s'] * 1000:.0f} ms ({f['adapter_s'] / f['base_s']:.2f}×: two extra small matmuls on every "
+            f"linear layer), merged into the base {f['merged_s'] * 1000:.0f} ms "
+            f"({f['merged_s'] / f['base_s']:.2f}×)."]
+
+
 def startup_section(st, goals) -> list[str]:
     runs = st["runs"]
     names = list(runs)
@@ -397,7 +422,7 @@ def scale_section(sc, goals) -> list[str]:
     L = ["## 6. Scale: data preparation at " + ", ".join(f"{int(s):,}" for s in sizes) + " rows", "",
          "Alpaca rows from the embedded world's generator; each size in its own process; instructkit reads, "
          "validates and converts the rows (`Run.load_data`), then TRL tokenizes and masks them (SFTTrainer's "
-         "preparation), one process, no `dataset_num_proc`. Seconds as wall / CPU time of the process (CPU time is "
+         "preparation) with the default `dataset_num_proc` (the usable cores, one per 5,000 rows at most). Seconds as wall / CPU time of the process (CPU time is "
          "the work done, whatever else ran on the machine).", "",
          "| rows | file (MB) | read + validate + convert (s, wall / CPU) | TRL tokenization (s, wall / CPU) | "
          f"{clock} ms per row, all prep | tokens | process peak RSS (MB) | steady RSS (MB) | after imports (MB) |",
@@ -440,7 +465,32 @@ def scale_section(sc, goals) -> list[str]:
           "its number, and seeded splits and mixtures need the row count), so 1 M such rows peak at ~"
           f"{growth * 1000 / 1024:.1f} GB more for the seconds of validation. A streaming validation pass writing "
           "Arrow batches would bound that too; not built.", "", "![scale](scale.png)"]
-    return L
+    return L + tokenization_lines(sc.get("tokenization"), goals)
+
+
+def tokenization_lines(tk, goals) -> list[str]:
+    """TRL's tokenization at the largest size: one process vs the default dataset_num_proc, and the cache reused."""
+    if not tk:
+        return []
+    one, auto, warm = tk["one_process"], tk["default"], tk["default_warm"]
+    speedup = one["tokenize_s"] / auto["tokenize_s"]
+    goals.append((f"tokenization on every core ({tk['rows']:,} rows)",
+                  f"{one['tokenize_s']:.1f} s in 1 process, {auto['tokenize_s']:.1f} s in {auto['dataset_num_proc']}"
+                  f" ({speedup:.2f}×); next run on the cache {warm['tokenize_s']:.1f} s",
+                  status(speedup > 1.2 and warm["tokenize_s"] < auto["tokenize_s"] / 2)))
+    return ["", f"**Tokenization on every core** ({tk['rows']:,} rows, TRL's `map` in `SFTTrainer.__init__`, wall "
+            "seconds): `dataset_num_proc` left unset now means the usable cores (capped at one process per 5,000 "
+            "rows; docs/training.md).", "",
+            "| run | processes | TRL tokenization (s, wall / CPU of the main process) | process peak RSS (MB) |",
+            "|---|---|---|---|",
+            f"| before: one process (`--dataset_num_proc 1`), cold cache | 1 | {one['tokenize_s']:.1f} / "
+            f"{one['tokenize_cpu_s']:.1f} | {mb(one['process_peak_mb'])} |",
+            f"| default, cold cache | {auto['dataset_num_proc']} | {auto['tokenize_s']:.1f} / "
+            f"{auto['tokenize_cpu_s']:.1f} | {mb(auto['process_peak_mb'])} |",
+            f"| default, the next run (datasets cache reused) | {warm['dataset_num_proc']} | "
+            f"{warm['tokenize_s']:.1f} / {warm['tokenize_cpu_s']:.1f} | {mb(warm['process_peak_mb'])} |", "",
+            f"Speed-up {speedup:.2f}× on {auto['dataset_num_proc']} cores (the worker processes' start-up and the "
+            "main process writing the shards together are the rest); the next run maps nothing again."]
 
 
 SERVING_ARMS = {"old_plain": "old server (standard library, one generation at a time)",
@@ -535,11 +585,13 @@ def write() -> Path:
     meta = load("meta") or {}
     thr, mem, est = load("throughput"), load("memory"), load("estimate")
     ev, st, sc, sv, fs = load("evaluation"), load("startup"), load("scale"), load("serving"), load("fullsize")
+    ad = load("adapter_eval")
     made = plots(thr, mem, sc, st)
     goals: list[tuple[str, str, str]] = []
     body: list[str] = []
     for fn, args in ((throughput_section, (thr,)), (memory_section, (mem,)), (estimate_section, (mem, est)),
-                     (eval_section, (ev,)), (fullsize_section, (fs,)), (startup_section, (st,)),
+                     (eval_section, (ev,)), (fullsize_section, (fs,)), (adapter_eval_section, (ad,)),
+                     (startup_section, (st,)),
                      (scale_section, (sc,))):
         if all(a is None for a in args):
             continue

@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, ROOT, WORK, env, load, log, machine, save, versions  # noqa: E402
 
-SECTIONS = ("throughput", "memory", "estimate", "evaluation", "fullsize", "startup", "scale", "serving")
+SECTIONS = ("throughput", "memory", "estimate", "evaluation", "fullsize", "adapter_eval", "startup", "scale",
+            "serving")
 
 
 def asset(*args) -> dict:
@@ -63,6 +64,7 @@ def main() -> None:
         save(name, {"quick": a.quick, "seconds": time.time() - t0, **result})
         log(f"== {name} done in {time.time() - t0:.0f} s")
 
+    import adapter_eval
     import evaluation
     import fullsize
     import memory
@@ -85,9 +87,10 @@ def main() -> None:
     section("evaluation", lambda: evaluation.measure(emb["model_dir"], rounds=3, limit=3 if a.quick else None))
     # full benchmark size: ~1 h on 2 shared cores (one run per arm); --quick: 5 documents per task
     section("fullsize", lambda: fullsize.measure(emb["model_dir"], limit=5 if a.quick else None))
+    section("adapter_eval", lambda: adapter_eval.measure(emb["model_dir"], rounds=1 if a.quick else 2,
+                                                         limit=5 if a.quick else None))
     section("startup", lambda: startup.from_throughput(load("throughput")))
-    section("scale", lambda: {"sizes": scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick
-                                                     else (1000, 10000, 100000))})
+    section("scale", lambda: scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick else (1000, 10000, 100000)))
     if "serving" in a.only:  # the full embedded default as recipes use it (built once, ~3.5 min), not the cut one
         full = emb if a.quick else asset("embedded_full")
         section("serving", lambda: serving.measure(full["model_dir"], full["data_dir"], *((4, 3) if a.quick else

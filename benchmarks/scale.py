@@ -1,5 +1,6 @@
 """Scale: data preparation time and memory at 1k, 10k, 100k rows (the embedded world's generator, alpaca rows),
-each size in its own process."""
+each size in its own process; at the largest size TRL's tokenization in one process against the default
+`dataset_num_proc` (the usable cores), cold, then warm (the next run, the datasets cache reused)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,23 @@ def write_rows(n: int) -> Path:
     return path
 
 
-def measure(model_dir: str, sizes=(1000, 10000, 100000)) -> dict:
-    out = {}
-    for n in sizes:
-        cache = WORK / "hf_datasets_scale"  # cold every time: the datasets cache would skip TRL's tokenization
+def prep(model_dir: str, n: int, name: str, *args: str, cold: bool = True) -> dict:
+    cache = WORK / "hf_datasets_scale"  # cold: the datasets cache would skip TRL's tokenization
+    if cold:
         shutil.rmtree(cache, ignore_errors=True)
-        res = run([PY, str(ROOT / "benchmarks/scale_prep.py"), model_dir, str(write_rows(n))], f"scale-{n}",
-                  extra_env={"HF_DATASETS_CACHE": str(cache)})
-        rec = json.loads(next(l for _, l in reversed(res["lines"]) if l.startswith("{")))
-        out[n] = {**rec, "process_peak_mb": res["peak_rss_mb"], "wall_s": res["wall_s"],
-                  "file_mb": (WORK / "data" / "scale" / f"rows_{n}.jsonl").stat().st_size / 2**20}
-        log(f"scale {n} rows: load {rec['load_s']:.1f} s, tokenize {rec['tokenize_s']:.1f} s, "
-            f"peak {res['peak_rss_mb']:.0f} MB")
-    return out
+    res = run([PY, str(ROOT / "benchmarks/scale_prep.py"), model_dir, str(write_rows(n)), *args], name,
+              extra_env={"HF_DATASETS_CACHE": str(cache)})
+    rec = json.loads(next(l for _, l in reversed(res["lines"]) if l.startswith("{")))
+    log(f"{name}: load {rec['load_s']:.1f} s, tokenize {rec['tokenize_s']:.1f} s in {rec['dataset_num_proc']} "
+        f"process(es), peak {res['peak_rss_mb']:.0f} MB")
+    return {**rec, "process_peak_mb": res["peak_rss_mb"], "wall_s": res["wall_s"],
+            "file_mb": (WORK / "data" / "scale" / f"rows_{n}.jsonl").stat().st_size / 2**20}
+
+
+def measure(model_dir: str, sizes=(1000, 10000, 100000)) -> dict:
+    """Every size cold, then at the largest the default again on its cache (warm) and one process (cold)."""
+    found = {n: prep(model_dir, n, f"scale-{n}") for n in sizes}
+    n = max(sizes)
+    return {"sizes": found, "tokenization": {
+        "rows": n, "default": found[n], "default_warm": prep(model_dir, n, f"scale-{n}-warm", cold=False),
+        "one_process": prep(model_dir, n, f"scale-{n}-procs1", "--dataset_num_proc", "1")}}

@@ -1,7 +1,10 @@
 """Data preparation of one data file as a recipe does it, timed (wall and CPU seconds) and with memory: instructkit reads, validates and
 converts the rows (`Run.load_data`), then TRL tokenizes and masks them (`SFTTrainer.__init__`).
 
-    python benchmarks/scale_prep.py MODEL_DIR DATA_JSONL   # prints one JSON line
+    python benchmarks/scale_prep.py MODEL_DIR DATA_JSONL [RECIPE ARGS...]   # prints one JSON line
+
+`dataset_num_proc` is resolved as a recipe resolves it (unset: the usable cores, capped by the rows); pass
+`--dataset_num_proc 1` for one process.
 """
 
 import gc
@@ -28,8 +31,10 @@ def peak_mb():
 
 
 def main():
-    model_dir, data = sys.argv[1], sys.argv[2]
-    from trl import SFTConfig, SFTTrainer
+    model_dir, data, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+    from trl import SFTTrainer
+
+    from instructkit.config.resolved import resolve_data_processes
 
     from instructkit.modeling.loading import load_model, load_tokenizer
     from instructkit.training.sft import load_sft_data, parse_sft_config, resolve_sft
@@ -37,7 +42,7 @@ def main():
     out = {"rss_after_imports_mb": rss_mb()}
     config = parse_sft_config(["--model_name_or_path", model_dir, "--dataset_name", data, "--output_dir", "/tmp/ik-scale",
                                "--test_split_size", "0", "--max_length", "128", "--eval_exact_match", "false",
-                               "--report_to", "none"], check_output=False)
+                               "--report_to", "none", *extra], check_output=False)
     t, c = time.time(), time.process_time()
     loaded = load_sft_data(config)
     dataset = loaded.splits
@@ -45,7 +50,8 @@ def main():
                peak_after_load_mb=peak_mb(),
                rows=len(dataset["train"]))
     tokenizer, _ = load_tokenizer(config)
-    config = resolve_sft(config, loaded.report, tokenizer)
+    config = resolve_data_processes(resolve_sft(config, loaded.report, tokenizer), out["rows"])
+    out["dataset_num_proc"] = config.training.dataset_num_proc or 1
     model = load_model(config, tokenizer)
     t, c = time.time(), time.process_time()
     trainer = SFTTrainer(model=model, args=config.training, processing_class=tokenizer, train_dataset=dataset["train"])

@@ -13,6 +13,12 @@ os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFL
 os.environ.setdefault("INSTRUCTKIT_CACHE", str(ROOT / ".cache" / "test-embedded"))
 # DeepSpeed's ops, built once per machine (not per checkout: a clean CI checkout would build them again)
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "instructkit" / "torch_extensions"))
+# `make test` runs two tests at a time (pytest-xdist, one per core): one torch thread per process then, so two
+# launches side by side do not fight over the cores, and every multi-process launch on a port of its own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("INSTRUCTKIT_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+MULTI_PROCESS = {"ddp", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload", "fsdp", "fsdp_qlora"}
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +43,18 @@ def launch_command(recipe: str, *args: str, quiet: bool = False, config: str = "
     """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
+    if config in MULTI_PROCESS and "--main_process_port" not in launcher_args:
+        launcher_args = ("--main_process_port", str(free_port()), *launcher_args)
     return [str(accelerate), "launch", *(["-q"] if quiet else []),
             "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def launch(recipe: str, *args: str, cwd: Path = ROOT, timeout: int = 600, env: dict | None = None,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, launch
+from conftest import ROOT, free_port, launch
 from test_recipes import assert_ok
 
 CONFIGS = sorted((ROOT / "accelerate_configs").glob("*.yaml"))
@@ -117,27 +117,37 @@ def test_ddp_two_processes_match_one_process_at_the_same_global_batch(tmp_path, 
 SAME_BATCH = ["--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-3", "--lr_scheduler_type",
               "constant", "--warmup_steps", "0"]
 TOLERANCE = 1e-4
-ONE_PROCESS: dict[str, list[float]] = {}
+ONE_PROCESS: dict[str, list[dict]] = {}
+
+
+def history(out: Path) -> list[dict]:
+    """The logged training steps (loss and the rest) of a finished run."""
+    return [h for h in json.loads((out / "metrics.json").read_text())["log_history"] if "loss" in h]
 
 
 def losses(out: Path) -> list[float]:
-    return [h["loss"] for h in json.loads((out / "metrics.json").read_text())["log_history"] if "loss" in h]
+    return [h["loss"] for h in history(out)]
 
 
-def one_process_losses(recipe: str, tmp_path: Path) -> list[float]:
-    """The 1-process curve at global batch 8 (1 x 8), launched once per recipe for the tests below."""
+def one_process_history(recipe: str, tmp_path: Path, *args: str) -> list[dict]:
+    """The 1-process steps at global batch 8 (1 x 8), launched once per recipe for the tests below."""
     if recipe not in ONE_PROCESS:
         out = tmp_path / f"one-{recipe}"
         assert_ok(launch(recipe, *SAME_BATCH, "--per_device_train_batch_size", "8", "--eval_exact_match", "false",
-                         "--output_dir", str(out)))
-        ONE_PROCESS[recipe] = losses(out)
+                         *args, "--output_dir", str(out)))
+        ONE_PROCESS[recipe] = history(out)
     return ONE_PROCESS[recipe]
 
 
-def assert_same_curve(one: list[float], many: list[float], label: str):
+def one_process_losses(recipe: str, tmp_path: Path) -> list[float]:
+    return [h["loss"] for h in one_process_history(recipe, tmp_path)]
+
+
+def assert_same_curve(one: list[float], many: list[float], label: str, tolerance: float = TOLERANCE):
     assert len(one) == len(many) == 3, (one, many)
     worst = max(abs(a - b) / a for a, b in zip(one, many))
-    assert worst <= TOLERANCE, f"{label}: relative loss difference {worst:.2e} > {TOLERANCE} ({one} vs {many})"
+    print(f"{label}: max relative loss difference {worst:.1e} ({many} vs {one})")  # pytest -s shows it
+    assert worst <= tolerance, f"{label}: relative loss difference {worst:.2e} > {tolerance} ({one} vs {many})"
 
 
 def assert_launch(proc, out: Path, kind: str, machines: int = 1) -> dict:
@@ -189,14 +199,6 @@ def test_zero3_cpu_offload_trains_saves_gathered_weights_and_matches_one_process
     reload_and_generate(out, adapter=False)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multi_node_two_machines_of_one_process_on_localhost(tmp_path, embedded):
     """multi_node.yaml as 2 machines x 1 process on 127.0.0.1: one run, saved once, the curve of one process."""
@@ -244,23 +246,54 @@ def test_slurm_script_dry_run_prints_one_command_per_node():
         assert argv[16:] == ["recipes/sft_full.py", "--config", "my cfg.yaml"]
 
 
+# DPO's SFT term (dpo.yaml: loss_type [sigmoid, sft]) is a mean over each process's tokens: 2 processes average
+# their two means, one process takes the mean over all tokens, so the losses differ by the ranks' token imbalance
+# while the forward is the same (measured at step 1: loss 1.0e-3 relative, log-probabilities equal to 1e-7).
+DPO_TOLERANCE = 5e-3
+
+
 @pytest.mark.slow
 def test_dpo_with_its_reference_model_under_ddp_and_zero3(tmp_path, embedded):
     """DPO's explicit reference (a frozen copy of the start) under DDP and ZeRO-3 (where a plain deepcopy holds only
-    empty ZeRO-3 placeholders): at step 1 the rewards are 0 (policy == reference), both curves agree, the save
+    empty ZeRO-3 placeholders): at step 1 the rewards are 0 (policy == reference) and the log-probabilities are one
+    process's; the curves are one process's (DPO_TOLERANCE) and each other's (same split: TOLERANCE); the save
     reloads."""
+    full = ("--model_name_or_path", "embedded")  # dpo.yaml starts from the SFT output; here from the base
+    one = one_process_history("dpo", tmp_path, *full)
     curves = {}
     for config, kind in (("ddp", "MULTI_CPU"), ("deepspeed_zero3", "DEEPSPEED")):
         out = tmp_path / config
-        proc = launch("dpo", *SAME_BATCH, "--per_device_train_batch_size", "4", "--model_name_or_path", "embedded",
-                      "--eval_exact_match", "false", "--output_dir", str(out), config=config, timeout=900)
+        proc = launch("dpo", *SAME_BATCH, "--per_device_train_batch_size", "4", *full, "--eval_exact_match", "false",
+                      "--output_dir", str(out), config=config, timeout=900)
         assert_ok(proc)
         assert_launch(proc, out, kind)
-        curves[config] = losses(out)
-        first = next(h for h in json.loads((out / "metrics.json").read_text())["log_history"] if "loss" in h)
+        first = history(out)[0]
         assert abs(first["rewards/chosen"]) < 1e-5 and abs(first["rewards/rejected"]) < 1e-5, first
+        for key in ("logps/chosen", "logps/rejected"):
+            assert first[key] == pytest.approx(one[0][key], rel=1e-6), (key, first[key], one[0][key])
+        curves[config] = losses(out)
+        assert_same_curve([h["loss"] for h in one], curves[config], f"DPO {config} vs one process", DPO_TOLERANCE)
         reload_and_generate(out, adapter=False)
     assert_same_curve(curves["ddp"], curves["deepspeed_zero3"], "DPO DDP vs ZeRO-3")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, kind", [("ddp", "MULTI_CPU"), ("fsdp_qlora", "FSDP")])
+def test_qlora_under_ddp_and_fsdp_matches_one_process(config, kind, tmp_path, embedded):
+    """sft_qlora with 2 processes: under DDP each process quantizes its own copy; under fsdp_qlora.yaml the 4-bit
+    weights (stored in the compute dtype, fp32 on CPU) are sharded by FSDP2. Step 1's loss is the forward of the
+    sharded 4-bit model before any update: equal to one process's, so its logits are the unsharded model's
+    (bitsandbytes #1945 reports otherwise for bf16 storage on GPUs, refused there: docs/launching.md)."""
+    out = tmp_path / "out"
+    proc = launch("sft_qlora", *SAME_BATCH, "--per_device_train_batch_size", "4", "--eval_exact_match", "false",
+                  "--output_dir", str(out), config=config, timeout=900)
+    assert_ok(proc)
+    launched = assert_launch(proc, out, kind)
+    if kind == "FSDP":
+        assert launched["fsdp_version"] == 2 and launched["model_wrapper"].startswith("FSDP"), launched
+    assert_same_curve(one_process_losses("sft_qlora", tmp_path), losses(out), f"{config} sft_qlora")
+    assert "holds its initial weights" not in proc.stdout
+    reload_and_generate(out, adapter=True)
 
 
 def test_benchmarks_after_training_are_skipped_under_sharding_with_the_command_to_run(capsys):

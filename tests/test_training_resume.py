@@ -42,10 +42,26 @@ def reference(tmp_path_factory, embedded):
     return out, proc
 
 
-def kill_at_step(out, step: int) -> int:
-    """Launch the run and SIGKILL its whole process group once `step` training steps are logged; returns how many
-    steps had been logged when the kill landed."""
-    cmd = launch_command("sft_full", *ARGS, "--output_dir", str(out))
+def kill_tree(pid: int) -> None:
+    """SIGKILL to the launch and every process under it at once, as a scheduler ends a job (its cgroup): torchrun
+    starts each DDP worker in a session of its own, so killing the launcher's process group would leave the workers
+    running (measured: they went on and finished the checkpoint being saved)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs[1:], timeout=60)  # the launcher itself: the caller's Popen.wait (its exit status)
+
+
+def kill_at_step(out, step: int, args=ARGS, config: str = "single_gpu") -> int:
+    """Launch the run and SIGKILL it with every process under it once `step` training steps are logged; returns how
+    many steps had been logged when the kill landed."""
+    cmd = launch_command("sft_full", *args, "--output_dir", str(out), config=config)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, **ENV}, start_new_session=True)
     logged = 0
@@ -53,7 +69,7 @@ def kill_at_step(out, step: int) -> int:
         for line in proc.stdout:  # the Trainer prints one {'loss': ...} line per step (logging_steps 1)
             logged += line.lstrip().startswith("{'loss'")
             if logged >= step:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_tree(proc.pid)
                 break
     finally:
         proc.wait(timeout=600)
@@ -104,6 +120,36 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint_and_matches(refere
         f"error: output_dir {out} holds a finished run (metrics.json, model.safetensors); this run would overwrite it. "
         "Fix: pass a new --output_dir, or --overwrite_output_dir true to replace that run."]
     assert losses(out) == got
+
+
+# 2 processes x 2 rows: the reference's global batch of 4, the same rows per step (tests/test_distributed.py)
+DDP_ARGS = list(ARGS)
+DDP_ARGS[ARGS.index("--per_device_train_batch_size") + 1] = "2"
+DDP_TOLERANCE = 1e-4  # relative: DDP sums in another order (measured over 3 steps: 1.5e-7; tests/test_distributed)
+
+
+@pytest.mark.slow
+def test_killed_ddp_run_resumes_with_every_rank_and_matches_the_uninterrupted_run(reference, tmp_path):
+    """kill -9 of a 2-process DDP launch (launcher and both ranks): the same command resumes both ranks from the last
+    complete checkpoint (each its own RNG state) and ends with the uninterrupted run's loss curve."""
+    ref_out, _ = reference
+    kill_step = int(os.environ.get("INSTRUCTKIT_KILL_STEP") or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+    seen = f"(killed after step {kill_step}; INSTRUCTKIT_KILL_STEP={kill_step} repeats it)"
+    out = tmp_path / "run"
+    kill_at_step(out, kill_step, DDP_ARGS, config="ddp")
+    last, _ = outputs.last_complete(out, world_size=2)
+    assert last is not None and {p.name for p in last.glob("rng_state_*.pth")} == {"rng_state_0.pth",
+                                                                                    "rng_state_1.pth"}, seen
+    resumed = launch("sft_full", *DDP_ARGS, "--output_dir", str(out), env=ENV, config="ddp", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {last} (step {outputs.step_of(last)})" in resumed.stdout, seen
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["launch"]["distributed_type"] == "MULTI_CPU" and metrics["launch"]["processes"] == 2
+    ref, got = losses(ref_out), losses(out)
+    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
+    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
+    print(f"kill -9 under DDP {seen}: max relative loss difference {worst:.1e}")  # pytest -s shows it
+    assert worst <= DDP_TOLERANCE, f"{seen}: max relative loss difference {worst}\nreference {ref}\nresumed   {got}"
 
 
 @pytest.mark.slow
