@@ -80,9 +80,15 @@ def summarize(found: dict) -> dict:
     if e and c:
         out["ratio_cli_over_instructkit_eval"] = c["wall_s"] / e["wall_s"]
     sets = ([*h["numbers"]] if h else []) + ([e["numbers"]] if e else []) + ([c["numbers"]] if c else [])
-    out["equal_numbers"] = len(sets) > 1 and all(s == sets[0] for s in sets)
+    out["equal_numbers"] = len(sets) > 1 and all(same(s, sets[0]) for s in sets)
     out["numbers_compared"] = len(sets[0]) if sets else 0
+    out["nan_numbers"] = sorted(k for k, v in sets[0].items() if v != v) if sets else []
     return out
+
+
+def same(a: dict, b: dict) -> bool:
+    """Equal numbers, NaN equal to NaN (lm-eval's mc2 is NaN when an answer's likelihood underflows: in every arm)."""
+    return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)
 
 
 def measure(model_dir: str, arms=ARMS, limit=None) -> dict:
@@ -103,12 +109,23 @@ def measure(model_dir: str, arms=ARMS, limit=None) -> dict:
             found["cli"] = cli(found["hook"]["cli"], base / "cli")
         found[arm]["measured"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         log(f"fullsize {arm}: {time.time() - t:.0f} s")
-    return {"model_dir": model_dir, "limit": limit, "data": stats, **summarize(found)}
+    return {"model_dir": model_dir, "limit": limit, "data": stats, **summarize(found),
+            "nan_samples": nan_samples(base / "hook" / "call-0" / "samples.json")}
+
+
+def nan_samples(path: Path) -> dict:
+    """{task|metric: [NaN documents, documents]} where lm-eval's per-document score is NaN (the hook's first call)."""
+    if not path.is_file():
+        return {}
+    found = json.loads(path.read_text())
+    return {f"{t}|{m}": [sum(v != v for v in r["value"]), len(r["value"])] for t, ms in found.items()
+            for m, r in ms.items() if isinstance(r, dict) and any(v != v for v in r.get("value", []))}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="*", choices=ARMS, default=list(ARMS),
+                   help="none: summarize the arms measured before again")
     p.add_argument("--limit", type=int, default=None, help="documents per task (a quick check, not the result)")
     p.add_argument("--model", default=None, help="default: the benchmarks' embedded model (assets.py embedded)")
     a = p.parse_args()
@@ -123,7 +140,8 @@ def main() -> None:
     model = a.model or assets.embedded(quick=False)["model_dir"]
     t = time.time()
     result = measure(model, a.arms, a.limit)
-    save("fullsize", {"quick": False, "seconds": time.time() - t, **result})
+    seconds = time.time() - t if a.arms else (load("fullsize") or {}).get("seconds")
+    save("fullsize", {"quick": False, "seconds": seconds, **result})
     log(f"saved benchmarks/results/fullsize.json ({', '.join(a.arms)})")
 
 

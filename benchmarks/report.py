@@ -346,6 +346,20 @@ def fullsize_section(fs, goals) -> list[str]:
                                        if "ratio_cli_over_instructkit_eval" in fs else "")
                  + f". Equal numbers: **{fs['equal_numbers']}** ({fs['numbers_compared']} scores and stderrs, "
                  "every arm and both hook calls).")
+    if fs.get("nan_numbers"):
+        L.append("")
+        L.append(f"NaN in every arm alike: {', '.join(f'`{k}`' for k in fs['nan_numbers'])}. lm-eval's mc2 "
+                 "exponentiates each answer's summed log-likelihood; on this small model a few of the generated "
+                 "~24-word answers (many tokens each under the embedded tokenizer) sum below -745, exp() underflows "
+                 "to 0 for every choice of the question and its score is 0/0 ("
+                 + ", ".join(f"{k.split('|')[0]}: {n} of {total} documents"
+                             for k, (n, total) in fs.get("nan_samples", {}).items())
+                 + "); lm-eval's mean is then NaN. The equality check counts NaN equal to NaN. Shorter answers (real TruthfulQA's are "
+                 "about 10 words) would avoid it: the generator is to be changed before the next full run.")
+    when = [x["measured"] for x in (h, e, c) if x and x.get("measured")]
+    if when:
+        L += ["", f"Measured {when[0]} to {when[-1]}, each arm in one process pinned to one core (the other core "
+                  "ran other work)."]
     L += ["", "Why the arms differ: on this model the time goes to encoding the prompts (the embedded tokenizer is "
           "slow on long text, and lm-eval encodes each 5-shot context twice per answer choice), to compiling the "
           "prompt templates again for every document, to the model, and in the CLI to indexing every task YAML "
