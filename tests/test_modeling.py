@@ -94,3 +94,33 @@ def test_4bit_layers_still_pass_gradients_after_generating(embedded):
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
     assert before > 0 and input_gradient_norm() == pytest.approx(before, rel=1e-4)
+
+
+def test_freed_load_buffers_go_back_to_the_system_after_a_4bit_load():
+    """glibc keeps freed buffers in its heap once a large free has raised its mmap threshold (what loading and
+    quantizing a checkpoint does); `release_freed_memory` hands them back. Measured in a fresh process."""
+    import subprocess
+    import sys
+
+    probe = """
+import ctypes, ctypes.util, json
+from instructkit.modeling.quantization import release_freed_memory
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+libc.free(libc.malloc(30 << 20))           # a large free: glibc raises its mmap threshold to 30 MB
+blocks = [libc.malloc(8 << 20) for _ in range(40)]   # 320 MB of 8 MB buffers, now from the heap
+for b in blocks:
+    ctypes.memset(b, 1, 8 << 20)
+for b in blocks[:-1]:  # the last stays in use above them (as the model's tensors do): free cannot shrink the heap
+    libc.free(b)
+held = rss()
+print(json.dumps({"held": held, "trimmed": release_freed_memory(), "after": rss()}))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert found["trimmed"] is True
+    assert found["held"] - found["after"] > 250, found  # the 312 MB the heap held are returned

@@ -18,7 +18,7 @@ from instructkit.modeling.files import (
     resolve_model_path,
     torch_dtype,
 )
-from instructkit.modeling.quantization import check_cpu_4bit_shapes, keep_4bit_weights_trainable
+from instructkit.modeling.quantization import check_cpu_4bit_shapes, keep_4bit_weights_trainable, release_freed_memory
 
 
 def load_tokenizer(config):
@@ -82,6 +82,8 @@ def load_model(config, tokenizer, quantization_config=None):
             # quantized weights are placed at load time, one GPU per process; ZeRO-3 / FSDP place shards themselves
             kwargs["device_map"] = {"": PartialState().local_process_index}
     model = from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
+    if quantization_config is not None:
+        release_freed_memory()  # the load-time buffers of quantization, kept by glibc otherwise
     if quantization_config is not None and not torch.cuda.is_available():
         check_cpu_4bit_shapes(model, name)
         keep_4bit_weights_trainable(model)
