@@ -43,9 +43,10 @@ def reference(tmp_path_factory, embedded):
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL to the launch and every process under it at once, as a scheduler ends a job (its cgroup): torchrun
-    starts each DDP worker in a session of its own, so killing the launcher's process group would leave the workers
-    running (measured: they went on and finished the checkpoint being saved)."""
+    """SIGKILL to the launch and every process under it at once, as a scheduler ends a job (its cgroup). torchrun
+    starts each DDP worker in a session of its own: a SIGKILL of the launcher's process group does not reach them,
+    and they get SIGTERM as their parent dies (faults._terminate_with_parent), save and stop -- the SIGTERM test's
+    fault, not this one."""
     import psutil
 
     root = psutil.Process(pid)
