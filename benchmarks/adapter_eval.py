@@ -66,10 +66,10 @@ def evaluate(model_dir: str, adapter: Path | None, out: Path, data_dir: Path, li
     cmd = [PY, "-m", "instructkit.commands.main", "eval", "--models", *models, "--tasks", *TASKS, "--data_dir",
            str(data_dir), "--output_dir", str(out)] + (["--limit", str(limit)] if limit else [])
     res = run(cmd, f"adapter-eval-{out.name}", timeout=7200)
+    import fullsize
+
     report = json.loads(next(out.glob("0-*/benchmarks.json")).read_text())
-    return {"wall_s": res["wall_s"], "eval_s": report["seconds"],
-            "scores": {f"{t}|{k}": v for t, m in report["results"].items() for k, v in m.items()
-                       if "," in k and "stderr" not in k and isinstance(v, (int, float))}}
+    return {"wall_s": res["wall_s"], "eval_s": report["seconds"], "scores": fullsize.numbers(report["results"])}
 
 
 def measure(model_dir: str, rounds: int = 2, limit=None) -> dict:
@@ -102,7 +102,8 @@ def main() -> None:
 
     model = assets.embedded(quick=False)["model_dir"]
     t = time.time()
-    save("adapter_eval", {"quick": False, "seconds": time.time() - t, **measure(model, a.rounds, a.limit)})
+    result = measure(model, a.rounds, a.limit)
+    save("adapter_eval", {"quick": False, "seconds": time.time() - t, **result})
     log("saved benchmarks/results/adapter_eval.json")
 
 

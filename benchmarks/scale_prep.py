@@ -35,7 +35,6 @@ def main():
     from trl import SFTTrainer
 
     from instructkit.config.resolved import resolve_data_processes
-
     from instructkit.modeling.loading import load_model, load_tokenizer
     from instructkit.training.sft import load_sft_data, parse_sft_config, resolve_sft
 

@@ -18,7 +18,6 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "inst
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("INSTRUCTKIT_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-MULTI_PROCESS = {"ddp", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload", "fsdp", "fsdp_qlora"}
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +42,17 @@ def launch_command(recipe: str, *args: str, quiet: bool = False, config: str = "
     """`accelerate launch [-q] --config_file accelerate_configs/<config>.yaml recipes/<recipe>.py ARGS`."""
     accelerate = Path(sys.executable).with_name("accelerate")
     script = recipe if recipe.endswith(".py") else str(ROOT / "recipes" / f"{recipe}.py")
-    if config in MULTI_PROCESS and "--main_process_port" not in launcher_args:
+    if several_processes(config) and "--main_process_port" not in launcher_args:
         launcher_args = ("--main_process_port", str(free_port()), *launcher_args)
     return [str(accelerate), "launch", *(["-q"] if quiet else []),
             "--config_file", str(ROOT / "accelerate_configs" / f"{config}.yaml"), *launcher_args, script, *args]
+
+
+def several_processes(config: str) -> bool:
+    """Whether accelerate_configs/<config>.yaml launches more than one process."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "accelerate_configs" / f"{config}.yaml").read_text())["num_processes"] > 1
 
 
 def free_port() -> int:

@@ -33,6 +33,21 @@ def losses(out) -> list[tuple[int, float]]:
     return [(h["step"], h["loss"]) for h in history if "loss" in h]
 
 
+def step_to_stop(variable: str) -> int:
+    """A random step between the first checkpoint and the end, or the one `variable` names (to repeat a run)."""
+    return int(os.environ.get(variable) or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+
+
+def assert_uninterrupted_curve(ref_out, out, seen: str, tolerance: float = TOLERANCE) -> list:
+    """The resumed run logged every step once, each loss the uninterrupted run's (relative `tolerance`)."""
+    ref, got = losses(ref_out), losses(out)
+    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
+    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
+    print(f"{seen}: max relative loss difference {worst:.1e}")  # pytest -s shows it
+    assert worst <= tolerance, f"{seen}: max relative loss difference {worst}\nreference {ref}\nresumed   {got}"
+    return got
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, embedded):
     """The uninterrupted run: its output dir and its process."""
@@ -83,7 +98,7 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint_and_matches(refere
     from safetensors.torch import load_file
 
     ref_out, _ = reference
-    kill_step = int(os.environ.get("INSTRUCTKIT_KILL_STEP") or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+    kill_step = step_to_stop("INSTRUCTKIT_KILL_STEP")
     seen = f"(killed after step {kill_step}; INSTRUCTKIT_KILL_STEP={kill_step} repeats it)"
     out = tmp_path / "run"
     kill_at_step(out, kill_step)
@@ -107,10 +122,7 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint_and_matches(refere
     assert f"resuming from {last} (step {outputs.step_of(last)})" in resumed.stdout, seen
 
     assert json.loads((out / "metrics.json").read_text())["resumed_from"] == str(last)
-    ref, got = losses(ref_out), losses(out)
-    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
-    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
-    assert worst <= TOLERANCE, f"{seen}: max relative loss difference {worst}\nreference {ref}\nresumed   {got}"
+    got = assert_uninterrupted_curve(ref_out, out, seen)
     ref_w, got_w = load_file(ref_out / "model.safetensors"), load_file(out / "model.safetensors")
     assert max((ref_w[k] - got_w[k]).abs().max().item() for k in ref_w) <= 1e-6, seen
 
@@ -134,7 +146,7 @@ def test_killed_ddp_run_resumes_with_every_rank_and_matches_the_uninterrupted_ru
     """kill -9 of a 2-process DDP launch (launcher and both ranks): the same command resumes both ranks from the last
     complete checkpoint (each its own RNG state) and ends with the uninterrupted run's loss curve."""
     ref_out, _ = reference
-    kill_step = int(os.environ.get("INSTRUCTKIT_KILL_STEP") or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+    kill_step = step_to_stop("INSTRUCTKIT_KILL_STEP")
     seen = f"(killed after step {kill_step}; INSTRUCTKIT_KILL_STEP={kill_step} repeats it)"
     out = tmp_path / "run"
     kill_at_step(out, kill_step, DDP_ARGS, config="ddp")
@@ -146,11 +158,7 @@ def test_killed_ddp_run_resumes_with_every_rank_and_matches_the_uninterrupted_ru
     assert f"resuming from {last} (step {outputs.step_of(last)})" in resumed.stdout, seen
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["launch"]["distributed_type"] == "MULTI_CPU" and metrics["launch"]["processes"] == 2
-    ref, got = losses(ref_out), losses(out)
-    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
-    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
-    print(f"kill -9 under DDP {seen}: max relative loss difference {worst:.1e}")  # pytest -s shows it
-    assert worst <= DDP_TOLERANCE, f"{seen}: max relative loss difference {worst}\nreference {ref}\nresumed   {got}"
+    assert_uninterrupted_curve(ref_out, out, f"kill -9 under DDP {seen}", DDP_TOLERANCE)
 
 
 @pytest.mark.slow
@@ -159,7 +167,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(reference, tmp_
     checkpoint at the end of the step it is in and stops with one line; the same command resumes from it and ends
     with the uninterrupted run's loss curve."""
     ref_out, _ = reference
-    term_step = int(os.environ.get("INSTRUCTKIT_TERM_STEP") or random.randint(SAVE_STEPS + 1, MAX_STEPS - 2))
+    term_step = step_to_stop("INSTRUCTKIT_TERM_STEP")
     if term_step % SAVE_STEPS == 0:
         term_step += 1  # between two scheduled checkpoints, so the one saved is SIGTERM's
     seen = f"(SIGTERM after step {term_step}; INSTRUCTKIT_TERM_STEP={term_step} repeats it)"
@@ -189,10 +197,7 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(reference, tmp_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {saved} (step {outputs.step_of(saved)})" in resumed.stdout, seen
     assert "taking over the lock" in resumed.stdout or not (out / ".instructkit.lock").exists()
-    ref, got = losses(ref_out), losses(out)
-    assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1)), seen
-    worst = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
-    assert worst <= TOLERANCE, f"{seen}: max relative loss difference {worst}"
+    assert_uninterrupted_curve(ref_out, out, seen)
 
 
 @pytest.mark.slow

@@ -84,9 +84,9 @@ def load_model(config, tokenizer, quantization_config=None):
     model = from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
     if quantization_config is not None:
         release_freed_memory()  # the load-time buffers of quantization, kept by glibc otherwise
-    if quantization_config is not None and not torch.cuda.is_available():
-        check_cpu_4bit_shapes(model, name)
-        keep_4bit_weights_trainable(model)
+        if not torch.cuda.is_available():
+            check_cpu_4bit_shapes(model, name)
+            keep_4bit_weights_trainable(model)
     return fit_to_tokenizer(model, tokenizer)
 
 

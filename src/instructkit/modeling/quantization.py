@@ -14,7 +14,7 @@ def qlora_config(model_args):
 
 
 def release_freed_memory() -> bool:
-    """Hand the heap memory glibc keeps after loading back to the system (`malloc_trim(0)`); True if it could.
+    """Hand the heap memory glibc keeps after loading back to the system (`malloc_trim(0)`); True if memory went back.
 
     Loading a checkpoint and quantizing it layer by layer frees hundreds of MB of buffers; glibc's allocator raises
     its mmap threshold after such frees and keeps them in its heap for the rest of the run, where they count as the
