@@ -306,3 +306,22 @@ def test_benchmarks_after_training_are_skipped_under_sharding_with_the_command_t
         config = NS(training=NS(output_dir="out/run"))
         assert benchmarks_after_training(trainer, None, config, None) is None
         assert "instructkit eval --models out/run" in capsys.readouterr().out
+
+
+def test_a_message_every_process_meets_is_printed_once(monkeypatch, tmp_path, capsys):
+    """Under a launch of several processes each process meets the same bad input: the message is printed once; one
+    that another process did not print is still printed."""
+    import tempfile
+
+    from instructkit.errors import say
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    say("error: the same bad row")  # the first process
+    say("error: the same bad row")  # the second (same launcher, same message)
+    say("error: only this process met this")
+    assert capsys.readouterr().err.splitlines() == ["error: the same bad row", "error: only this process met this"]
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process: printed every time, no marker files
+    say("error: the same bad row")
+    assert capsys.readouterr().err.splitlines() == ["error: the same bad row"]
+    assert len(list(tmp_path.iterdir())) == 2

@@ -291,8 +291,9 @@ def port_in_use(e: Env):
         taken.close()
 
 
-def benchmark_split_missing(e: Env):
-    """A local MMLU subject without its dev split (few-shot examples), README configs block included."""
+def benchmark_split_missing(e: Env, listed: bool = False):
+    """A local MMLU subject without its dev split (few-shot examples): gone from the README's configs block too, or
+    (`listed`) still named there while its file is gone."""
     import shutil
 
     from instructkit.evaluation.fixture import FIXTURE_DIR
@@ -303,7 +304,8 @@ def benchmark_split_missing(e: Env):
     shutil.copytree(FIXTURE_DIR / "cais" / "mmlu", mmlu)
     (mmlu / "anatomy" / "dev.jsonl").unlink()
     readme = mmlu / "README.md"
-    readme.write_text(readme.read_text().replace("  - split: dev\n    path: anatomy/dev.jsonl\n", ""))
+    if not listed:
+        readme.write_text(readme.read_text().replace("  - split: dev\n    path: anatomy/dev.jsonl\n", ""))
     prepare_tasks(Protocol(tasks=["mmlu_anatomy"], data_dir=str(e.tmp / "bench")), e.tmp / "tasks")
 
 
@@ -694,6 +696,10 @@ CASES = [
     Case("benchmark-split-missing", "benchmarks", "a local benchmark data set without a split a task reads (MMLU "
          "`anatomy` without `dev`)", benchmark_split_missing,
          "benchmark data <tmp>/bench/cais/mmlu/anatomy has no 'dev' split, which mmlu_anatomy reads its few-shot"),
+    Case("benchmark-split-file-missing", "benchmarks", "a split the benchmark's README names whose file is gone "
+         "(MMLU `anatomy/dev.jsonl` deleted)", lambda e: benchmark_split_missing(e, listed=True),
+         "the 'dev' split, which mmlu_anatomy reads its few-shot examples (lm-eval builds them even 0-shot), is "
+         "anatomy/dev.jsonl in <tmp>/bench/cais/mmlu/README.md, but no such file exists"),
     Case("unknown-lm-eval-task", "benchmarks", "an unknown lm-eval task name (`mmlu_anatomyy`)", None,
          "is not an lm-eval task",
          covered_by="tests/test_evaluation.py::test_offline_hub_data_and_unknown_names_are_clear_errors"),

@@ -53,12 +53,32 @@ def user_errors():
     except InstructkitError as err:
         if debug_enabled():
             raise
-        print(f"{err.label}: {err}", file=sys.stderr, flush=True)
+        say(f"{err.label}: {err}")
         sys.exit(err.exit_status)
     except OSError as err:  # a full disk anywhere a save does not already say so (logs, report_to files, ...)
         if debug_enabled() or err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"error: no space left on the disk holding {err.filename or 'a file this run writes'} ({err.strerror}). "
-              "Fix: free space on that disk, then run the same command again (a run resumes from its last complete "
-              "checkpoint).", file=sys.stderr, flush=True)
+        say(f"error: no space left on the disk holding {err.filename or 'a file this run writes'} ({err.strerror}). "
+            "Fix: free space on that disk, then run the same command again (a run resumes from its last complete "
+            "checkpoint).")
         sys.exit(2)
+
+
+def say(message: str) -> None:
+    """Print `message` to stderr once per machine: under a multi-process launch every process meets the same bad
+    input and would print the same lines; the first process to reach a message prints it (one only some processes
+    meet is still printed). The processes of a launch share their parent, the launcher: a 0-byte marker file named
+    by it and the message, in the temp folder, says a message was printed."""
+    if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        import hashlib
+        import tempfile
+
+        key = hashlib.sha256(f"{os.getppid()}\n{message}".encode()).hexdigest()[:24]
+        try:
+            os.close(os.open(os.path.join(tempfile.gettempdir(), f"instructkit-said-{key}"),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        except OSError:  # no writable temp folder: every process prints
+            pass
+    print(message, file=sys.stderr, flush=True)

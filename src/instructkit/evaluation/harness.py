@@ -143,16 +143,16 @@ def leaf_tasks(manager, name: str) -> list[str]:
     return [name]
 
 
-def local_configs(dataset_dir: Path) -> dict[str, set[str] | None]:
-    """{config name: its split names (None: not stated)} of a local hub-style data set: its README `configs:` block
-    (each config's `data_files` splits), else its subfolders (splits left to `datasets`). Read once per version of
-    the README (MMLU's is read for each of its 57 subjects)."""
+def local_configs(dataset_dir: Path) -> dict[str, dict[str, list[str]] | None]:
+    """{config name: {split: its file patterns} (None: not stated)} of a local hub-style data set: its README
+    `configs:` block (each config's `data_files`), else its subfolders (splits left to `datasets`). Read once per
+    version of the README (MMLU's is read for each of its 57 subjects)."""
     readme = dataset_dir / "README.md"
     return _local_configs(dataset_dir, readme.stat().st_mtime_ns if readme.is_file() else None)
 
 
 @functools.lru_cache(maxsize=32)
-def _local_configs(dataset_dir: Path, _readme_version) -> dict[str, set[str] | None]:
+def _local_configs(dataset_dir: Path, _readme_version) -> dict[str, dict[str, list[str]] | None]:
     readme = dataset_dir / "README.md"
     if readme.is_file():
         head = readme.read_text(encoding="utf-8").split("---")
@@ -162,26 +162,35 @@ def _local_configs(dataset_dir: Path, _readme_version) -> dict[str, set[str] | N
     return {p.name: None for p in dataset_dir.iterdir() if p.is_dir()}
 
 
-def _card_splits(data_files) -> set[str] | None:
+def _card_splits(data_files) -> dict[str, list[str]] | None:
+    def paths(value) -> list[str]:
+        return [value] if isinstance(value, str) else list(value or [])
+
     if isinstance(data_files, list) and all(isinstance(f, dict) and "split" in f for f in data_files):
-        return {f["split"] for f in data_files}
+        return {f["split"]: paths(f.get("path")) for f in data_files}
     if isinstance(data_files, dict):
-        return set(data_files)
-    return {"train"} if data_files else None  # a bare path or list of paths is the train split
+        return {split: paths(value) for split, value in data_files.items()}
+    return {"train": paths(data_files)} if data_files else None  # a bare path or list of paths: the train split
 
 
-def check_splits(leaf: str, cfg: dict, local: Path, splits: set[str] | None) -> None:
-    """The splits the built-in task reads are in the local data: one clear message, not lm-eval's KeyError."""
+def check_splits(leaf: str, cfg: dict, local: Path, splits: dict[str, list[str]] | None) -> None:
+    """The splits the built-in task reads are in the local data, their files present: one clear message, not
+    lm-eval's KeyError or datasets' FileNotFoundError."""
     needed = {"its documents": cfg.get("test_split") or cfg.get("validation_split"),
               "its few-shot examples (lm-eval builds them even 0-shot)": cfg.get("fewshot_split")}
+    fix = ("add that split's file (and its entry in the README's configs: block, as on the hub); MMLU needs test and "
+           "dev (5 few-shot rows per subject) even 0-shot, TruthfulQA a validation split.")
     for role, split in needed.items():
-        if splits is not None and split and split not in splits:
-            where = local / cfg["dataset_name"] if cfg.get("dataset_name") else local
-            raise InstructkitError(
-                f"benchmark data {where} has no {split!r} split, which {leaf} reads {role}; it has: "
-                f"{', '.join(sorted(splits)) or 'none'}.",
-                fix="add that split's file (and its entry in the README's configs: block, as on the hub); MMLU needs "
-                    "test and dev (5 few-shot rows per subject) even 0-shot, TruthfulQA a validation split.")
+        if splits is None or not split:
+            continue
+        where = local / cfg["dataset_name"] if cfg.get("dataset_name") else local
+        if split not in splits:
+            raise InstructkitError(f"benchmark data {where} has no {split!r} split, which {leaf} reads {role}; it "
+                                   f"has: {', '.join(sorted(splits)) or 'none'}.", fix=fix)
+        if splits[split] and not any(any(local.glob(pattern)) for pattern in splits[split]):
+            raise InstructkitError(f"benchmark data {where}: the {split!r} split, which {leaf} reads {role}, is "
+                                   f"{', '.join(splits[split])} in {local / 'README.md'}, but no such file exists.",
+                                   fix=fix)
 
 
 def content_cache_dir(dataset_dir: Path) -> str:
