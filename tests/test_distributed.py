@@ -1,5 +1,6 @@
 """Every launch config loads with accelerate's own loader; the ones a CPU can run are run with 2 processes."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -325,3 +326,21 @@ def test_a_message_every_process_meets_is_printed_once(monkeypatch, tmp_path, ca
     say("error: the same bad row")
     assert capsys.readouterr().err.splitlines() == ["error: the same bad row"]
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_the_process_group_is_destroyed_however_a_run_ends(tmp_path):
+    """A process that exits with its gloo process group alive can abort in finalization (SIGABRT after a finished
+    save, seen in CI): `user_errors` destroys the group on the way out, after success and after an error alike."""
+    import torch.distributed as dist
+
+    from instructkit.errors import InstructkitError, user_errors
+
+    def error():
+        raise InstructkitError("a bad key.")
+
+    for i, body in enumerate((lambda: None, error)):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store{i}", rank=0, world_size=1)
+        assert dist.is_initialized()
+        with pytest.raises(SystemExit) if body is error else contextlib.nullcontext(), user_errors():
+            body()
+        assert not dist.is_initialized()
