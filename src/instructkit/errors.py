@@ -47,35 +47,46 @@ def debug_enabled() -> bool:
 
 @contextlib.contextmanager
 def user_errors():
-    """Turn `InstructkitError` into a one-line message and exit status 2; on the way out, however it ends, the
-    process group of a multi-process launch is destroyed (`end_process_group`)."""
+    """Turn `InstructkitError` into a one-line message and exit status 2. A process of a multi-process launch that
+    gets to the end (done, or a user error) leaves through `leave` (no interpreter finalization)."""
     try:
         yield
     except InstructkitError as err:
         if debug_enabled():
             raise
         say(f"{err.label}: {err}")
-        sys.exit(err.exit_status)
+        leave(err.exit_status)
     except OSError as err:  # a full disk anywhere a save does not already say so (logs, report_to files, ...)
         if debug_enabled() or err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         say(f"error: no space left on the disk holding {err.filename or 'a file this run writes'} ({err.strerror}). "
             "Fix: free space on that disk, then run the same command again (a run resumes from its last complete "
             "checkpoint).")
-        sys.exit(2)
-    finally:
-        end_process_group()
+        leave(2)
+    leave(0)
 
 
-def end_process_group() -> None:
-    """Destroy torch.distributed's process group while the interpreter is still whole. A process that exits with it
-    alive can abort in finalization (gloo's worker threads still hold work with Python references: SIGABRT,
-    "terminate called without an active exception"; pytorch PR 179291), so a run that finished and saved ended with
-    status -6 (seen once in CI, rank 1 of a DDP DPO run). Every rank gets here after the run's last collective (the
-    save ends with `wait_for_everyone`); torch is only looked up, never imported."""
+def leave(status: int) -> None:
+    """Exit with `status`. One process: `sys.exit`. A process of a multi-process launch destroys its process group,
+    runs the exit handlers (atexit: locks released, logs flushed), flushes its streams and ends with `os._exit`,
+    skipping interpreter finalization: there, with gloo's worker threads still holding work with Python references,
+    a process can abort ("terminate called without an active exception", SIGABRT; pytorch PR 179291). Seen twice
+    in full test runs (rank 1 of a DDP DPO run, after `saved to ...`): a finished run reported as failed.
+    Destroying the process group alone did not prevent it. Every rank gets here after the run's last collective
+    (the save ends with `wait_for_everyone`); torch is only looked up, never imported."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if status:
+            sys.exit(status)
+        return
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    import atexit
+
+    atexit._run_exitfuncs()  # CPython's own exit-handler run (what a normal exit does first)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def say(message: str) -> None:
