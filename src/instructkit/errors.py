@@ -70,9 +70,8 @@ def leave(status: int) -> None:
     """Exit with `status`. One process: `sys.exit`. A process of a multi-process launch destroys its process group,
     runs the exit handlers (atexit: locks released, logs flushed), flushes its streams and ends with `os._exit`,
     skipping interpreter finalization: there, with gloo's worker threads still holding work with Python references,
-    a process can abort ("terminate called without an active exception", SIGABRT; pytorch PR 179291). Seen twice
-    in full test runs (rank 1 of a DDP DPO run, after `saved to ...`): a finished run reported as failed.
-    Destroying the process group alone did not prevent it. Every rank gets here after the run's last collective
+    a process can abort ("terminate called without an active exception", SIGABRT; pytorch PR 179291), and a
+    finished run is reported as failed (docs/launching.md). Every rank gets here after the run's last collective
     (the save ends with `wait_for_everyone`); torch is only looked up, never imported."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         if status:
