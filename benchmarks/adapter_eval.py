@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, WORK, env, log, median, run, save  # noqa: E402
+import fullsize  # noqa: E402
 
 TASKS = ["truthfulqa_mc1", "truthfulqa_mc2"]
 
@@ -66,15 +67,11 @@ def evaluate(model_dir: str, adapter: Path | None, out: Path, data_dir: Path, li
     cmd = [PY, "-m", "instructkit.commands.main", "eval", "--models", *models, "--tasks", *TASKS, "--data_dir",
            str(data_dir), "--output_dir", str(out)] + (["--limit", str(limit)] if limit else [])
     res = run(cmd, f"adapter-eval-{out.name}", timeout=7200)
-    import fullsize
-
     report = json.loads(next(out.glob("0-*/benchmarks.json")).read_text())
     return {"wall_s": res["wall_s"], "eval_s": report["seconds"], "scores": fullsize.numbers(report["results"])}
 
 
 def measure(model_dir: str, rounds: int = 2, limit=None) -> dict:
-    import fullsize
-
     fullsize.data()
     adapter = make_adapter(model_dir)
     runs = {"base": [], "adapter": []}
