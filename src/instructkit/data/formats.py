@@ -25,6 +25,8 @@ row) are kept.
 
 from __future__ import annotations
 
+import functools
+
 from instructkit.data.conversations import RowProblem, ToolTurns, content_text, tool_calls, tools_of
 from instructkit.data.report import DataReport
 from instructkit.data.sources import Record
@@ -50,34 +52,57 @@ def row_format(data: dict) -> str | None:
     return next((fmt for fmt, (required, _) in FORMAT_COLUMNS.items() if required <= columns), None)
 
 
-def detect_format(records: list[Record], requested: str = "auto") -> str:
-    """The one format of the rows, from their columns. Rows of several formats are refused, naming each format, its
-    row count and first row; rows of no format (a column missing) are left to the row checks, which name them."""
-    if requested != "auto":
-        return requested
-    found: dict[str, list[Record]] = {}
-    for r in records:
-        fmt = row_format(r.data)
+class FormatTally:
+    """The formats of rows as they stream past: per format its row count and first row, the files they are in, and
+    the columns of the first rows (for the message when no row has a format's columns)."""
+
+    def __init__(self):
+        self.found: dict[str, list] = {}  # format -> [rows, source of the first, its row number]
+        self.sources: set[str] = set()
+        self.columns: set[str] = set()
+        self.first_source: str | None = None
+        self.seen = 0
+
+    def add(self, record: Record) -> str | None:
+        fmt = row_format(record.data)
+        if self.seen < 100:
+            self.columns.update(map(str, record.data))
+        self.first_source = self.first_source or record.source
+        self.seen += 1
         if fmt is not None:
-            found.setdefault(fmt, []).append(r)
-    if len(found) == 1:
-        return next(iter(found))
-    where = records[0].source if records else "the data set"
-    if found:
-        sources = {r.source for rows in found.values() for r in rows}
-        where = where if len(sources) == 1 else f"the files of {where.rsplit('/', 1)[0] or where}"
-        shown = ", ".join(f"{fmt} {len(rows)} row{'s' * (len(rows) > 1)} (first: "
-                          f"{'' if len(sources) == 1 else rows[0].source + ' '}row {rows[0].row})"
-                          for fmt, rows in sorted(found.items(), key=lambda item: -len(item[1])))
+            self.found.setdefault(fmt, [0, record.source, record.row])[0] += 1
+            self.sources.add(record.source)
+        return fmt
+
+    def result(self) -> str:
+        """The one format; rows of several formats are refused, naming each format, its row count and first row;
+        rows of no format (a column missing) are left to the row checks, which name them."""
+        if len(self.found) == 1:
+            return next(iter(self.found))
+        where = self.first_source or "the data set"
+        if not self.found:
+            raise InstructkitError(
+                f"{where}: cannot tell the data format from its columns {sorted(self.columns)}.",
+                fix="use alpaca (instruction/input/output), prompt/completion, messages, ShareGPT conversations or "
+                    "text columns, or set dataset_format.")
+        one_file = len(self.sources) == 1
+        where = where if one_file else f"the files of {where.rsplit('/', 1)[0] or where}"
+        shown = ", ".join(f"{fmt} {n} row{'s' * (n > 1)} (first: {'' if one_file else source + ' '}row {row})"
+                          for fmt, (n, source, row) in sorted(self.found.items(), key=lambda item: -item[1][0]))
         raise InstructkitError(
-            f"{where}: the rows are in {len(found)} formats: {shown}; one data set is read in one format.",
+            f"{where}: the rows are in {len(self.found)} formats: {shown}; one data set is read in one format.",
             fix="keep one format per file (a file per format, listed under dataset_mixture, which reads each in its "
                 "own format and mixes them), or set dataset_format to read every row as one format.")
-    columns = {str(k) for r in records[:100] for k in r.data}
-    raise InstructkitError(
-        f"{where}: cannot tell the data format from its columns {sorted(columns)}.",
-        fix="use alpaca (instruction/input/output), prompt/completion, messages, ShareGPT conversations or text "
-            "columns, or set dataset_format.")
+
+
+def detect_format(records, requested: str = "auto") -> str:
+    """The one format of the rows (any iterable of records), from their columns (see `FormatTally.result`)."""
+    if requested != "auto":
+        return requested
+    tally = FormatTally()
+    for record in records:
+        tally.add(record)
+    return tally.result()
 
 
 def _text(data: dict, key: str, required: bool = True, allow_empty: bool = False) -> str:
@@ -270,36 +295,75 @@ def _split_conversations(data: dict, prompt: list[dict]) -> dict:
     return {"prompt": starts[0], **out}
 
 
-def convert_records(records: list[Record], fmt: str, on_bad_rows: str, report: DataReport,
-                    exclude=None) -> list[dict]:
-    """Convert and validate every row; stop with a row-level report, or skip and count. `exclude`: a callable on
-    each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`); the rows it
-    leaves out are listed in `report.excluded` as file:row."""
-    rows, bad = [], []
-    required, optional = FORMAT_COLUMNS.get(fmt, (set(), set()))
-    used = required | optional | set(CARRIED)
+def convert_records(records, fmt: str, on_bad_rows: str, report: DataReport, exclude=None) -> list[dict]:
+    """Convert and validate every row of `fmt` (see `convert_stream`)."""
+    return convert_stream(records, fmt, on_bad_rows, report, exclude)[1]
+
+
+def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport, exclude=None,
+                   check=None) -> tuple[str, list[dict]]:
+    """(format, converted rows) of a stream of records, read once: the format is detected as the rows pass
+    (`requested` 'auto'), every row converted and validated; the run stops with a row-level report, or bad rows are
+    skipped and counted. What is kept of a bad row is its file, number and problem, not the row. `exclude`: a
+    callable on each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`),
+    listed in `report.excluded` as file:row. `check(format, first file)` runs once the format is known, before the
+    bad rows are reported (e.g. the recipe's data kind)."""
+    tally, pending, out = FormatTally(), [], _Converted(report, exclude)
+    fmt = None if requested == "auto" else requested
     for rec in records:
+        found = tally.add(rec)
+        if fmt is None and found is None:
+            pending.append(rec)  # no format's columns: a bad row whatever the format, converted once it is known
+            continue
+        if fmt is None:
+            fmt = found
+            for held in pending:
+                out.add(held, fmt)
+            pending = []
+        out.add(rec, fmt)
+    fmt = fmt if requested != "auto" else tally.result()  # raises when no row, or rows of several formats
+    if check is not None:
+        check(fmt, tally.first_source)
+    if out.bad and on_bad_rows != "skip":
+        raise out.problems(fmt, tally.seen)
+    return fmt, out.rows
+
+
+class _Converted:
+    """The converted rows of a stream, and the file, number and problem of each bad one."""
+
+    def __init__(self, report: DataReport, exclude):
+        self.report, self.exclude, self.rows, self.bad = report, exclude, [], []
+
+    def add(self, rec: Record, fmt: str) -> None:
         try:
             row = convert_row(rec.data, fmt)
         except RowProblem as p:
-            bad.append((rec, p))
-            report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
-            continue
-        if exclude is not None and exclude(rec):
-            report.excluded.append(f"{rec.source}:{rec.row}")
-            continue
+            self.bad.append((rec.source, rec.row, p))
+            self.report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
+            return
+        if self.exclude is not None and self.exclude(rec):
+            self.report.excluded.append(f"{rec.source}:{rec.row}")
+            return
         row.update({k: rec.data[k] for k in CARRIED if rec.data.get(k) is not None})
-        report.ignored.update(k for k in map(str, rec.data) if k not in used)
-        rows.append(row)
-    if bad and on_bad_rows != "skip":
-        shown = "\n".join(f"  {r.source} row {r.row}: field '{p.field_name}' {p.problem} — fix: {p.fix}"
-                          for r, p in bad[:MAX_REPORTED_ROWS])
-        more = f"\n  ... and {len(bad) - MAX_REPORTED_ROWS} more" if len(bad) > MAX_REPORTED_ROWS else ""
-        counts = ", ".join(f"{reason}: {n}" for reason, n in report.skipped.most_common())
-        raise InstructkitError(f"{len(bad)} of {len(records)} rows are not valid {fmt} rows ({counts}):\n{shown}{more}\n",
-                               fix="correct these rows, or set on_bad_rows: skip to train without them "
-                                   "(they are counted and reported).")
-    return rows
+        used = _used_columns(fmt)
+        self.report.ignored.update(k for k in map(str, rec.data) if k not in used)
+        self.rows.append(row)
+
+    def problems(self, fmt: str, n_rows: int) -> InstructkitError:
+        shown = "\n".join(f"  {source} row {row}: field '{p.field_name}' {p.problem} — fix: {p.fix}"
+                          for source, row, p in self.bad[:MAX_REPORTED_ROWS])
+        more = f"\n  ... and {len(self.bad) - MAX_REPORTED_ROWS} more" if len(self.bad) > MAX_REPORTED_ROWS else ""
+        counts = ", ".join(f"{reason}: {n}" for reason, n in self.report.skipped.most_common())
+        return InstructkitError(f"{len(self.bad)} of {n_rows} rows are not valid {fmt} rows ({counts}):\n{shown}{more}\n",
+                                fix="correct these rows, or set on_bad_rows: skip to train without them "
+                                    "(they are counted and reported).")
+
+
+@functools.cache
+def _used_columns(fmt: str) -> frozenset:
+    required, optional = FORMAT_COLUMNS.get(fmt, (set(), set()))
+    return frozenset(required | optional | set(CARRIED))
 
 
 def form_of(row: dict) -> str:

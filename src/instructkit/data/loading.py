@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from instructkit.data.formats import convert_records, detect_format
+from instructkit.data.formats import convert_records, convert_stream
 from instructkit.data.kinds import INSTRUCTIONS, PREFERENCES, DataKind
 from instructkit.data.mixtures import load_mixture
 from instructkit.data.report import DataReport, check_rows_left
-from instructkit.data.sources import read_source
+from instructkit.data.sources import open_source
 from instructkit.data.splits import split_by_size
 from instructkit.data.storage import to_datasets
 from instructkit.errors import InstructkitError
@@ -56,19 +56,24 @@ def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
     if args.dataset_mixture:
         return TrainingData(*load_mixture(args, seed, kind, exclude))
     train_name, test_name = args.dataset_train_split, args.dataset_test_split
-    splits = read_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name),
-                         csv_delimiter=args.csv_delimiter)
+    splits = open_source(args.dataset_name, args.dataset_config, kind, splits=(train_name, test_name),
+                        csv_delimiter=args.csv_delimiter)
     if train_name not in splits:
         raise InstructkitError(f"dataset {args.dataset_name} has no split {train_name!r} (it has: {', '.join(splits)}).",
                                fix="set dataset_train_split to one of those.")
-    report = DataReport(format=detect_format(splits[train_name], args.dataset_format))
-    if report.format not in kind.formats:
-        where = splits[train_name][0].source if splits[train_name] else args.dataset_name
-        raise InstructkitError(f"{where}: {report.format} data, but this recipe trains on {kind.name}.",
-                               fix="use recipes/dpo.py for prompt/chosen/rejected data, an SFT recipe for "
-                                   "instruction data (or set dataset_format if the detection is wrong).")
-    converted = {name: convert_records(records, report.format, args.on_bad_rows, report,
-                                       exclude if name == train_name else None)
+    report = DataReport()
+
+    def check_kind(fmt: str, first_source: str | None) -> None:
+        if fmt not in kind.formats:
+            raise InstructkitError(f"{first_source or args.dataset_name}: {fmt} data, but this recipe trains on "
+                                   f"{kind.name}.", fix="use recipes/dpo.py for prompt/chosen/rejected data, an SFT "
+                                                        "recipe for instruction data (or set dataset_format if the "
+                                                        "detection is wrong).")
+
+    report.format, train = convert_stream(splits[train_name], args.dataset_format, args.on_bad_rows, report, exclude,
+                                          check_kind)
+    converted = {name: train if name == train_name else
+                 convert_records(records, report.format, args.on_bad_rows, report)
                  for name, records in splits.items()}
     check_rows_left(converted[train_name], report, f"dataset {args.dataset_name}", f"split {train_name!r}")
     out = {"train": converted[train_name]}

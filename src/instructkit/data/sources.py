@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,15 @@ class Record:
 
 def read_file(path: Path, csv_delimiter: str | None = None) -> list[Record]:
     """Records of one local file; a malformed line names the file and line, an empty file is refused."""
+    return list(iter_file(path, csv_delimiter))
+
+
+def iter_file(path: Path, csv_delimiter: str | None = None) -> Iterator[Record]:
+    """The records of one local file as they are read (a .json list is parsed whole: use .jsonl for large data)."""
+    n = 0
     try:
-        records = _read_file(Path(path), csv_delimiter)
+        for n, record in enumerate(_read_file(Path(path), csv_delimiter), 1):
+            yield record
     except (UnicodeDecodeError, OSError) as err:
         raise InstructkitError(f"{path}: cannot be read ({type(err).__name__}: {err}).",
                                fix="save the file as UTF-8 text (or valid Parquet) and check its permissions.") from None
@@ -57,10 +65,9 @@ def read_file(path: Path, csv_delimiter: str | None = None) -> list[Record]:
         if type(err).__module__.startswith("pyarrow"):
             raise InstructkitError(f"{path}: not a valid Parquet file ({err}).", fix="re-export the file.") from None
         raise
-    if not records:
+    if n == 0:
         raise InstructkitError(f"{path}: holds no data rows (the file is empty, or has a header only).",
                                fix="add rows, or remove the file (a folder's empty file is not skipped silently).")
-    return records
 
 
 def data_suffixes(path) -> tuple[str, str | None]:
@@ -76,12 +83,11 @@ def is_data_file(path) -> bool:
     return suffix in DATA_SUFFIXES and not (compression and suffix == ".parquet")
 
 
-def _read_file(path: Path, csv_delimiter: str | None = None) -> list[Record]:
+def _read_file(path: Path, csv_delimiter: str | None = None) -> Iterable[Record]:
     src = str(path)
     suffix, compression = data_suffixes(path)
     if suffix == TEXT_SUFFIX and not compression:
-        with open(path, encoding="utf-8-sig") as f:
-            return [Record(src, i, {"text": line.rstrip("\n")}) for i, line in enumerate(f, 1) if line.strip()]
+        return _text_lines(path)
     if not is_data_file(path):
         shown = "".join(s for s in (suffix, compression) if s) or path.suffix
         raise InstructkitError(f"{src}: unsupported data file type {shown!r}.",
@@ -92,17 +98,34 @@ def _read_file(path: Path, csv_delimiter: str | None = None) -> list[Record]:
     if compression:
         return read_compressed_json(path, suffix)
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        return _parquet_rows(path)
+    return _json_file(path, suffix)
 
-        return [Record(src, i, r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+
+def _text_lines(path: Path) -> Iterator[Record]:
     with open(path, encoding="utf-8-sig") as f:
-        return _json_records(f, src, suffix)
+        yield from (Record(str(path), i, {"text": line.rstrip("\n")}) for i, line in enumerate(f, 1) if line.strip())
 
 
-def _json_records(f, src: str, suffix: str) -> list[Record]:
+def _parquet_rows(path: Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1000):
+        for data in batch.to_pylist():
+            row += 1
+            yield Record(str(path), row, data)
+
+
+def _json_file(path: Path, suffix: str) -> Iterator[Record]:
+    with open(path, encoding="utf-8-sig") as f:
+        yield from _json_records(f, str(path), suffix)
+
+
+def _json_records(f, src: str, suffix: str) -> Iterator[Record]:
     """Records of a .jsonl (one object per line) or .json (a list of objects) text; a malformed line is named."""
     if suffix == ".jsonl":
-        records = []
+        row = 0
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -111,8 +134,9 @@ def _json_records(f, src: str, suffix: str) -> list[Record]:
             except json.JSONDecodeError as err:
                 raise InstructkitError(f"{src} line {line_no}: not valid JSON ({err.msg} at column {err.colno}).",
                                        fix="each line of a .jsonl file must be one JSON object.") from None
-            records.append(Record(src, len(records) + 1, data))
-        return _require_objects(records)
+            row += 1
+            yield _object(Record(src, row, data))
+        return
     try:
         data = json.loads(f.read())
     except json.JSONDecodeError as err:
@@ -123,7 +147,7 @@ def _json_records(f, src: str, suffix: str) -> list[Record]:
     if not isinstance(data, list):
         raise InstructkitError(f"{src}: expected a JSON list of row objects, found {type(data).__name__}.",
                                fix="write the rows as [{...}, {...}] or one object per line in a .jsonl file.")
-    return _require_objects([Record(src, i, d) for i, d in enumerate(data, 1)])
+    yield from (_object(Record(src, i, d)) for i, d in enumerate(data, 1))
 
 
 # --- files `datasets` reads: CSV / TSV, compressed JSON ------------------------------------------------------------
@@ -135,22 +159,22 @@ def _open_text(path: Path, newline: str | None = None):
     return fsspec.open(str(path), "rt", compression="infer", encoding="utf-8-sig", newline=newline).open()
 
 
-def read_csv_file(path: Path, suffix: str, csv_delimiter: str | None = None) -> list[Record]:
+def read_csv_file(path: Path, suffix: str, csv_delimiter: str | None = None) -> Iterator[Record]:
     """A CSV / TSV file (compressed or not) through `datasets`' csv builder, every cell as text (see the module)."""
     from datasets import Features, Value
 
     with _open_text(path, newline="") as f:
         sample = f.read(1 << 16)
     if not sample.strip():
-        return []
+        return
     delimiter = _delimiter(csv_delimiter, path) or ("\t" if suffix == ".tsv" else _sniff_delimiter(sample))
     header = next(csv.reader(io.StringIO(sample), delimiter=delimiter))
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise InstructkitError(f"{path}: the header names column {twice[0]!r} more than once.",
                                fix="give every column its own name.")
-    return _load_local(path, "csv", delimiter=delimiter, encoding="utf-8-sig", na_filter=False,
-                              features=Features({c: Value("string") for c in header}))
+    yield from _load_local(path, "csv", delimiter=delimiter, encoding="utf-8-sig", na_filter=False,
+                           features=Features({c: Value("string") for c in header}))
 
 
 def _delimiter(value: str | None, path: Path) -> str | None:
@@ -170,23 +194,25 @@ def _sniff_delimiter(sample: str) -> str:
     return "," if best == 1 else next(d for d in CSV_DELIMITERS if counts[d] == best)
 
 
-def read_compressed_json(path: Path, suffix: str) -> list[Record]:
+def read_compressed_json(path: Path, suffix: str) -> Iterator[Record]:
     """A compressed .jsonl / .json file through `datasets`' json builder; when that fails, the line-by-line
     reading of the decompressed text names the line (else the builder's own reason is shown)."""
     with _open_text(path) as f:
         if not f.read(1 << 12).strip():
-            return []
+            return
     try:
-        return _load_local(path, "json")
+        rows = _load_local(path, "json")
     except InstructkitError:
         with _open_text(path) as f:
-            _json_records(f, str(path), suffix)  # raises naming the line when the JSON is malformed
+            for _ in _json_records(f, str(path), suffix):  # raises naming the line when the JSON is malformed
+                pass
         raise
+    yield from rows
 
 
-def _load_local(path: Path, builder: str, **options) -> list[Record]:
-    """Records of `path` read by `datasets.load_dataset(builder, data_files=path)`; its failures become one
-    message naming the file (and the line, where the reader says it)."""
+def _load_local(path: Path, builder: str, **options) -> Iterator[Record]:
+    """Records of `path` read by `datasets.load_dataset(builder, data_files=path)` (memory-mapped, read in batches);
+    its failures become one message naming the file (and the line, where the reader says it), when it is called."""
     import datasets
 
     verbosity = datasets.logging.get_verbosity()
@@ -195,11 +221,17 @@ def _load_local(path: Path, builder: str, **options) -> list[Record]:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as err:  # the builder wraps the reader's error (pandas, pyarrow, codecs) in its own
         if "corresponds to no data" in str(err):
-            return []  # a header only
+            return iter(())  # a header only
         raise _unreadable(path, err) from None
     finally:
         datasets.logging.set_verbosity(verbosity)
-    return [Record(str(path), i, _without_nulls(row)) for i, row in enumerate(ds, 1)]
+    return (Record(str(path), i, _without_nulls(row)) for i, row in enumerate(_rows_of(ds), 1))
+
+
+def _rows_of(dataset) -> Iterator[dict]:
+    """The rows of a data set, read a batch at a time (a row at a time is datasets' slow path)."""
+    for batch in dataset.iter(batch_size=1000):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
 
 
 def _without_nulls(value):
@@ -229,18 +261,22 @@ def _unreadable(path: Path, err: Exception) -> InstructkitError:
                             fix="re-export the file (UTF-8; for CSV one header line, for JSON one object per line).")
 
 
-def _require_objects(records: list[Record]) -> list[Record]:
-    for r in records:
-        if not isinstance(r.data, dict):
-            raise InstructkitError(f"{r.source} row {r.row}: expected a JSON object, found {type(r.data).__name__}.",
-                                   fix="each row must be an object such as {\"instruction\": ..., \"output\": ...}.")
-    return records
+def _object(r: Record) -> Record:
+    if not isinstance(r.data, dict):
+        raise InstructkitError(f"{r.source} row {r.row}: expected a JSON object, found {type(r.data).__name__}.",
+                               fix="each row must be an object such as {\"instruction\": ..., \"output\": ...}.")
+    return r
 
 
-def read_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTIONS, splits: tuple[str, ...] = (),
+def read_source(*args, **kwargs) -> dict[str, list[Record]]:
+    """The records of each split of `open_source`, read."""
+    return {split: list(records) for split, records in open_source(*args, **kwargs).items()}
+
+
+def open_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTIONS, splits: tuple[str, ...] = (),
                 data_dir: str | None = None, data_files=None, where: str | None = None,
-                csv_delimiter: str | None = None) -> dict[str, list[Record]]:
-    """Records per split. `embedded` is the embedded default's data of this `kind` (instructions, or preference pairs
+                csv_delimiter: str | None = None) -> dict[str, Iterable[Record]]:
+    """The records of each split, read as they are iterated (once). `embedded` is the embedded default's data of this `kind` (instructions, or preference pairs
     for DPO); `embedded_prose` its base's pretraining prose (text rows). A file is one `train` split (a `.txt` file
     holds one text row per line); a flat folder is split by file name. Data read by `datasets` (a hub-layout folder,
     a hub name, `data_files`) gives the `splits` asked for: the first must exist, the others may."""
@@ -251,16 +287,16 @@ def read_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTI
     path = Path(name).expanduser()
     where = where or f"dataset {name}"
     if path.is_file() and data_files is None:
-        return {"train": read_file(path, csv_delimiter)}
+        return {"train": iter_file(path, csv_delimiter)}
     if path.is_dir() and data_dir is None and data_files is None and not is_hub_layout(path):
         files = sorted(p for p in path.iterdir() if is_data_file(p))
         if not files:
             raise InstructkitError(f"data folder {path} holds no {'/'.join(DATA_SUFFIXES)} files.",
                                    fix="point dataset_name at a folder of data files, or at one file.")
-        found: dict[str, list[Record]] = {}
+        found: dict[str, list[Path]] = {}
         for f in files:
-            found.setdefault(_split_of(_stem(f)), []).extend(read_file(f, csv_delimiter))
-        return found
+            found.setdefault(_split_of(_stem(f)), []).append(f)
+        return {split: _files(paths, csv_delimiter) for split, paths in found.items()}
     if not path.exists() and looks_like_local_path(name, DATA_SUFFIXES + COMPRESSIONS + (TEXT_SUFFIX,)) \
             and data_files is None:
         raise InstructkitError(f"data file {name} does not exist (relative paths start at {Path.cwd()}).",
@@ -268,6 +304,11 @@ def read_source(name: str, config: str | None = None, kind: DataKind = INSTRUCTI
                                    "or 'embedded' for the built-in data set.")
     return read_with_datasets(str(path) if path.exists() else name, config, splits or ("train", "test"), data_dir,
                               data_files, where)
+
+
+def _files(paths: list[Path], csv_delimiter: str | None) -> Iterator[Record]:
+    for path in paths:
+        yield from iter_file(path, csv_delimiter)
 
 
 def is_hub_layout(path: Path) -> bool:
@@ -298,7 +339,7 @@ def _split_of(stem: str) -> str:
 
 
 def read_with_datasets(name: str, config: str | None, splits: tuple[str, ...], data_dir=None, data_files=None,
-                       where: str | None = None) -> dict[str, list[Record]]:
+                       where: str | None = None) -> dict[str, Iterable[Record]]:
     """The `splits` (first required) of a data set `datasets.load_dataset` reads: a hub-layout folder, a hub name, or
     a builder with data_files. Rows of Parquet shards are named by file and row."""
     where = where or f"dataset {name}"
@@ -348,7 +389,7 @@ def _load(name, config, split, data_dir, data_files, where):
                                fix="use a split name it has, or a valid slice such as train[:1000].") from None
 
 
-def _records(dataset, files: list, label: str) -> list[Record]:
+def _records(dataset, files: list, label: str) -> Iterator[Record]:
     """Records named by their Parquet shard and row when the shards are known, else by split and row."""
     import pyarrow.parquet as pq
 
@@ -357,10 +398,9 @@ def _records(dataset, files: list, label: str) -> list[Record]:
         spans = [(str(f), pq.ParquetFile(str(f)).metadata.num_rows) for f in files]
         if sum(n for _, n in spans) != len(dataset):
             spans = []
-    records, shard, offset = [], 0, 0
-    for i, row in enumerate(dataset):
+    shard, offset = 0, 0
+    for i, row in enumerate(_rows_of(dataset)):
         while spans and i - offset >= spans[shard][1]:
             offset += spans[shard][1]
             shard += 1
-        records.append(Record(spans[shard][0], i - offset + 1, row) if spans else Record(label, i + 1, row))
-    return records
+        yield Record(spans[shard][0], i - offset + 1, row) if spans else Record(label, i + 1, row)
