@@ -90,7 +90,7 @@ def main() -> None:
     section("adapter_eval", lambda: adapter_eval.measure(emb["model_dir"], rounds=1 if a.quick else 2,
                                                          limit=5 if a.quick else None))
     section("startup", lambda: startup.from_throughput(load("throughput")))
-    section("scale", lambda: scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick else (1000, 10000, 100000)))
+    section("scale", lambda: scale.measure(emb["model_dir"], (200, 1000, 2000) if a.quick else (1000, 10000, 100000, 1000000)))
     if "serving" in a.only:  # the full embedded default as recipes use it (built once, ~3.5 min), not the cut one
         full = emb if a.quick else asset("embedded_full")
         section("serving", lambda: serving.measure(full["model_dir"], full["data_dir"], *((4, 3) if a.quick else

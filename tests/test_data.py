@@ -1,6 +1,7 @@
 """Data formats, row-level validation with file/row numbers, and the loss mask TRL builds from them."""
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -384,6 +385,42 @@ def test_loaded_rows_are_memory_mapped_and_keep_their_fingerprint(tmp_path):
     assert first["train"].num_rows == 15 and first["train"][0]["prompt"][0]["content"].startswith("Reverse w")
     path.write_text(path.read_text().replace("Reverse w3", "Reverse x3"))
     assert load_instructions(args).splits["train"]._fingerprint != first["train"]._fingerprint
+
+
+def test_rows_written_batch_by_batch_get_the_types_of_all_rows(tmp_path):
+    """A column that is null in the first batches and text later, and struct fields that first appear late, get the
+    types and values that reading every row at once gives them."""
+    from instructkit.data.storage import as_arrow
+
+    rows = [{"instruction": f"Reverse w{i}", "output": f"{i}w", **({"task": "reverse"} if i >= 1500 else {}),
+             **({"chat_template_kwargs": {"enable_thinking": False}} if i == 10 else {}),
+             **({"chat_template_kwargs": {"style": "short"}} if i == 2200 else {})} for i in range(2500)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train = load_instructions(InstructkitArguments(dataset_name=str(path), test_split_size=0)).train
+    at_once = as_arrow([{**convert_row(r, "alpaca"), **{k: r[k] for k in ("task", "chat_template_kwargs") if k in r}}
+                        for r in rows])
+    assert train.features == at_once.features and train.to_list() == at_once.to_list()
+    assert train[0]["task"] is None and train[2499]["task"] == "reverse"
+    assert train[10]["chat_template_kwargs"] == {"enable_thinking": False, "style": None}
+
+
+def test_bad_rows_across_batches_are_counted_and_the_first_named(tmp_path):
+    """Streaming keeps the number and reason of a bad row, not the row: 25 bad rows of 2,500 in one message."""
+    bad = {7 + 100 * k for k in range(25)}
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Reverse w{i}", "output": "" if i in bad else f"{i}w"}) + "\n"
+                            for i in range(1, 2501)))
+    args = InstructkitArguments(dataset_name=str(path), test_split_size=0)
+    with pytest.raises(InstructkitError) as err:
+        load_instructions(args)
+    message = str(err.value)
+    assert "25 of 2500 rows are not valid alpaca rows (output is empty: 25)" in message
+    assert [int(n) for n in re.findall(r"row (\d+): field 'output' is empty", message)] == sorted(bad)[:10]
+    assert "... and 15 more" in message
+    args = InstructkitArguments(dataset_name=str(path), test_split_size=0, on_bad_rows="skip")
+    data = load_instructions(args)
+    assert data.report.skipped == {"output is empty": 25} and data.train.num_rows == 2475
 
 
 def test_trl_tokenization_of_unchanged_data_is_read_from_its_cache(tmp_path):

@@ -26,6 +26,7 @@ row) are kept.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 from instructkit.data.conversations import RowProblem, ToolTurns, content_text, tool_calls, tools_of
 from instructkit.data.report import DataReport
@@ -295,20 +296,24 @@ def _split_conversations(data: dict, prompt: list[dict]) -> dict:
     return {"prompt": starts[0], **out}
 
 
-def convert_records(records, fmt: str, on_bad_rows: str, report: DataReport, exclude=None) -> list[dict]:
-    """Convert and validate every row of `fmt` (see `convert_stream`)."""
-    return convert_stream(records, fmt, on_bad_rows, report, exclude)[1]
+class Conversion(NamedTuple):
+    """A stream's format, the rows it converted into (a list, or a `data.staging.Stage`), and how many it read."""
+
+    format: str
+    rows: object
+    read: int
 
 
-def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport, exclude=None,
-                   check=None) -> tuple[str, list[dict]]:
-    """(format, converted rows) of a stream of records, read once: the format is detected as the rows pass
-    (`requested` 'auto'), every row converted and validated; the run stops with a row-level report, or bad rows are
+def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport, exclude=None, check=None,
+                   into=None, after_read=None) -> Conversion:
+    """The rows of a stream of records, read once, converted and validated into `into` (a new list when None): the
+    format is detected as the rows pass (`requested` 'auto'); the run stops with a row-level report, or bad rows are
     skipped and counted. What is kept of a bad row is its file, number and problem, not the row. `exclude`: a
     callable on each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`),
-    listed in `report.excluded` as file:row. `check(format, first file)` runs once the format is known, before the
-    bad rows are reported (e.g. the recipe's data kind)."""
-    tally, pending, out = FormatTally(), [], _Converted(report, exclude)
+    listed in `report.excluded` as file:row. `after_read()` runs when the stream is read, before the format is
+    decided (e.g. a mixture entry's columns); `check(format, first file)` once it is decided, before the bad rows are
+    reported (e.g. the recipe's data kind)."""
+    tally, pending, out = FormatTally(), [], _Converted(report, exclude, [] if into is None else into)
     fmt = None if requested == "auto" else requested
     for rec in records:
         found = tally.add(rec)
@@ -321,25 +326,29 @@ def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport
                 out.add(held, fmt)
             pending = []
         out.add(rec, fmt)
+    if after_read is not None:
+        after_read()
     fmt = fmt if requested != "auto" else tally.result()  # raises when no row, or rows of several formats
     if check is not None:
         check(fmt, tally.first_source)
     if out.bad and on_bad_rows != "skip":
         raise out.problems(fmt, tally.seen)
-    return fmt, out.rows
+    return Conversion(fmt, out.rows, tally.seen)
 
 
 class _Converted:
-    """The converted rows of a stream, and the file, number and problem of each bad one."""
+    """The converted rows of a stream; the number of bad ones, and the file, number and problem of the first."""
 
-    def __init__(self, report: DataReport, exclude):
-        self.report, self.exclude, self.rows, self.bad = report, exclude, [], []
+    def __init__(self, report: DataReport, exclude, rows):
+        self.report, self.exclude, self.rows, self.bad, self.shown = report, exclude, rows, 0, []
 
     def add(self, rec: Record, fmt: str) -> None:
         try:
             row = convert_row(rec.data, fmt)
         except RowProblem as p:
-            self.bad.append((rec.source, rec.row, p))
+            self.bad += 1
+            if len(self.shown) < MAX_REPORTED_ROWS:
+                self.shown.append((rec.source, rec.row, p))
             self.report.skipped[f"{p.field_name.split('[')[0]} {p.problem}"] += 1
             return
         if self.exclude is not None and self.exclude(rec):
@@ -352,10 +361,10 @@ class _Converted:
 
     def problems(self, fmt: str, n_rows: int) -> InstructkitError:
         shown = "\n".join(f"  {source} row {row}: field '{p.field_name}' {p.problem} — fix: {p.fix}"
-                          for source, row, p in self.bad[:MAX_REPORTED_ROWS])
-        more = f"\n  ... and {len(self.bad) - MAX_REPORTED_ROWS} more" if len(self.bad) > MAX_REPORTED_ROWS else ""
+                          for source, row, p in self.shown)
+        more = f"\n  ... and {self.bad - len(self.shown)} more" if self.bad > len(self.shown) else ""
         counts = ", ".join(f"{reason}: {n}" for reason, n in self.report.skipped.most_common())
-        return InstructkitError(f"{len(self.bad)} of {n_rows} rows are not valid {fmt} rows ({counts}):\n{shown}{more}\n",
+        return InstructkitError(f"{self.bad} of {n_rows} rows are not valid {fmt} rows ({counts}):\n{shown}{more}\n",
                                 fix="correct these rows, or set on_bad_rows: skip to train without them "
                                     "(they are counted and reported).")
 
@@ -376,3 +385,10 @@ def form_of(row: dict) -> str:
 def is_conversational(row: dict) -> bool:
     """Message lists (rendered through the chat template), not plain strings."""
     return isinstance(row.get("messages"), list) or isinstance(row.get("prompt"), list)
+
+
+def as_messages(row: dict) -> dict:
+    """A conversational prompt/completion row as one message list (a mixture's conversations take one form)."""
+    if "completion" not in row:
+        return row
+    return {"messages": row["prompt"] + row["completion"], **{k: row[k] for k in CARRIED if k in row}}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from instructkit.data.formats import convert_records, convert_stream
+from instructkit.data.formats import convert_stream
 from instructkit.data.kinds import INSTRUCTIONS, PREFERENCES, DataKind
 from instructkit.data.mixtures import load_mixture
 from instructkit.data.report import DataReport, check_rows_left
 from instructkit.data.sources import open_source
 from instructkit.data.splits import split_by_size
-from instructkit.data.storage import to_datasets
+from instructkit.data.staging import Stage
+from instructkit.data.storage import cache_folder, to_datasets
 from instructkit.errors import InstructkitError
 
 
@@ -70,12 +71,22 @@ def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
                                                         "recipe for instruction data (or set dataset_format if the "
                                                         "detection is wrong).")
 
-    report.format, train = convert_stream(splits[train_name], args.dataset_format, args.on_bad_rows, report, exclude,
-                                          check_kind)
-    converted = {name: train if name == train_name else
-                 convert_records(records, report.format, args.on_bad_rows, report)
-                 for name, records in splits.items()}
-    check_rows_left(converted[train_name], report, f"dataset {args.dataset_name}", f"split {train_name!r}")
+    with Stage(cache_folder()) as stage:
+        report.format = convert_stream(splits[train_name], args.dataset_format, args.on_bad_rows, report, exclude,
+                                       check_kind, into=stage).format
+        converted = {train_name: range(len(stage))}
+        for name, records in splits.items():
+            if name != train_name:
+                start = len(stage)
+                convert_stream(records, report.format, args.on_bad_rows, report, into=stage)
+                converted[name] = range(start, len(stage))
+        check_rows_left(converted[train_name], report, f"dataset {args.dataset_name}", f"split {train_name!r}")
+        return TrainingData(*to_datasets(stage, _held_out(converted, args, seed), report))
+
+
+def _held_out(converted: dict, args, seed: int) -> dict:
+    """`train`, then `test`: the data's test split, else a seeded share of the training rows; its other splits."""
+    train_name, test_name = args.dataset_train_split, args.dataset_test_split
     out = {"train": converted[train_name]}
     held_out = {k: v for k, v in converted.items() if k != train_name}
     if test_name in held_out:
@@ -85,4 +96,4 @@ def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
         out["train"], test = split_by_size(out["train"], args.test_split_size, seed, f"dataset {args.dataset_name}")
         if test:
             out["test"] = test
-    return TrainingData(*to_datasets(out, report))
+    return out

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import random
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
 from instructkit.config.mixtures import read_mixtures
-from instructkit.data.formats import convert_records, detect_format, form_of, is_conversational
+from instructkit.data.formats import convert_stream
 from instructkit.data.kinds import DataKind
 from instructkit.data.report import DataReport, check_rows_left
-from instructkit.data.sources import Record, read_source
+from instructkit.data.sources import Record, open_source
 from instructkit.data.splits import split_by_size
-from instructkit.data.storage import to_datasets
+from instructkit.data.staging import Stage
+from instructkit.data.storage import cache_folder, to_datasets
 from instructkit.errors import InstructkitError
 
 FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text", "preference")
@@ -34,42 +38,51 @@ FORMATS = ("alpaca", "prompt_completion", "messages", "sharegpt", "text", "prefe
 def load_mixture(args, seed: int, kind: DataKind, exclude=None):
     """Every data set of `dataset_mixture` read, validated and converted on its own (`exclude`: see
     `data.loading.load_instructions`; before weighting, so a left-out row is gone from every repeat), weighted,
-    then mixed."""
+    then mixed. Rows are chosen as indices of the staged rows (`data.staging`)."""
     entries = _entries(args.dataset_mixture)
     seed = args.dataset_mixture_seed if getattr(args, "dataset_mixture_seed", None) is not None else seed
     report = DataReport(format="mixture")
     rng = random.Random(seed)
-    parts, held_out = [], {}
-    for i, entry in enumerate(entries, 1):
-        where = f"dataset_mixture entry {i} ({entry['path']})"
-        records, dropped, others = _entry_records(entry, kind, where, getattr(args, "csv_delimiter", None))
-        fmt = detect_format(records, entry.get("format", "auto"))
-        parts.append((entry, fmt, len(records), convert_records(records, fmt, args.on_bad_rows, report, exclude),
-                      dropped))
-        for name, split_records in (others.items() if args.test_split_size <= 0 else ()):
-            held_out.setdefault(name, []).extend(convert_records(split_records, fmt, args.on_bad_rows, report))
-    counts = _fraction_counts([(e.get("fraction"), len(rows)) for e, _, _, rows, _ in parts])
-    mixed: list[dict] = []
-    for (entry, fmt, n_read, rows, dropped), count in zip(parts, counts):
-        used = rows[:count] if count is not None else _weighted(rows, float(entry.get("weight", 1.0)), rng)
+    with Stage(cache_folder()) as stage:
+        held_out: dict[str, list[int]] = {}
+        parts = [_entry_rows(entry, f"dataset_mixture entry {i} ({entry['path']})", args, kind, report, exclude,
+                             stage, held_out) for i, entry in enumerate(entries, 1)]
+        counts = _fraction_counts([(part.entry.get("fraction"), len(part.rows)) for part in parts])
+        mixed: list[int] = []
+        for part, count in zip(parts, counts):
+            used = part.rows[:count] if count is not None else _weighted(part.rows, float(part.entry.get("weight", 1.0)),
+                                                                         rng)
+            report.mixture.append(part.reported(used, stage))
+            mixed.extend(used)
+        _check_mixed(report, kind)
+        forms = stage.summary(mixed).forms
+        check_rows_left(mixed, report, "dataset_mixture", "every data set")
+        rng.shuffle(mixed)
+        choices, of_mixed = {"train": mixed, **held_out}, ("train",)
+        if args.test_split_size > 0:
+            train, test = split_by_size(mixed, args.test_split_size, seed, "the mixture")
+            choices, of_mixed = {"train": train, **({"test": test} if test else {})}, ("train", "test")
+        # one form for the mixed conversations: message lists (the entries' own held-out splits stay as they are)
+        messages = of_mixed if "prompt_completion" in forms and len(forms) > 1 else ()
+        return to_datasets(stage, choices, report, messages)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One entry's staged rows (indices) and what the report says of it."""
+
+    entry: dict
+    format: str
+    read: int
+    rows: list[int]
+    dropped: list[str]
+
+    def reported(self, used: list[int], stage: Stage) -> dict:
+        entry = self.entry
         share = {"fraction": entry["fraction"]} if "fraction" in entry else {"weight": entry.get("weight", 1.0)}
-        report.mixture.append({"path": entry["path"], "split": entry.get("split", "train"), "format": fmt,
-                               "rows": n_read, "used": len(used), **share,
-                               **({"dropped_columns": dropped} if dropped else {}),
-                               "conversational": not used or is_conversational(used[0])})
-        mixed.extend(used)
-    _check_mixed(report, kind)
-    forms = {form_of(r) for r in mixed}
-    if "prompt_completion" in forms and len(forms) > 1:  # one form for conversations: message lists
-        mixed = [{"messages": r["prompt"] + r["completion"],
-                  **{k: r[k] for k in ("task", "chat_template_kwargs") if k in r}}
-                 if "completion" in r else r for r in mixed]
-    check_rows_left(mixed, report, "dataset_mixture", "every data set")
-    rng.shuffle(mixed)
-    if args.test_split_size > 0:
-        train, test = split_by_size(mixed, args.test_split_size, seed, "the mixture")
-        return to_datasets({"train": train, **({"test": test} if test else {})}, report)
-    return to_datasets({"train": mixed, **held_out}, report)
+        return {"path": entry["path"], "split": entry.get("split", "train"), "format": self.format, "rows": self.read,
+                "used": len(used), **share, **({"dropped_columns": self.dropped} if self.dropped else {}),
+                "conversational": not used or stage.summary(used[:1]).conversational}
 
 
 def _entries(mixture) -> list[dict]:
@@ -80,39 +93,55 @@ def _entries(mixture) -> list[dict]:
     return config["dataset_mixture"]
 
 
-def _entry_records(entry: dict, kind: DataKind, where: str, csv_delimiter: str | None = None):
-    """The records of one entry's split, with its columns kept or renamed; the columns dropped by a keep-list; the
-    records of the other splits read with it (held-out data when test_split_size is 0), columns treated alike."""
-    split = entry.get("split", "train")
-    splits = read_source(entry["path"], entry.get("config"), kind, splits=(split,), data_dir=entry.get("data_dir"),
+def _entry_rows(entry: dict, where: str, args, kind: DataKind, report: DataReport, exclude, stage: Stage,
+                held_out: dict) -> _Part:
+    """One entry's split read, its columns kept or renamed, validated and converted into the stage; its other
+    splits likewise into `held_out` when test_split_size is 0 (the entries' own held-out data)."""
+    split, columns = entry.get("split", "train"), entry.get("columns")
+    splits = open_source(entry["path"], entry.get("config"), kind, splits=(split,), data_dir=entry.get("data_dir"),
                          data_files=entry.get("data_files"), where=where,
-                         csv_delimiter=csv_delimiter)
+                         csv_delimiter=getattr(args, "csv_delimiter", None))
     if split not in splits:
         raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
                                fix="set split to one of those.")
-    records, columns = splits[split], entry.get("columns")
-    others = {name: rows for name, rows in splits.items() if name != split}
-    if not columns or isinstance(columns, dict):
-        return _columns(records, columns), [], {name: _columns(rows, columns) for name, rows in others.items()}
-    present = list(dict.fromkeys(str(k) for r in records for k in r.data))
-    missing = [c for c in columns if c not in present]
+    present: dict[str, None] = {}
+    start = len(stage)
+    conversion = convert_stream(_columns(splits[split], columns, present), entry.get("format", "auto"),
+                                args.on_bad_rows, report, exclude, into=stage,
+                                after_read=lambda: _check_kept(columns, present, where, split))
+    rows = list(range(start, len(stage)))
+    for name, records in (splits.items() if args.test_split_size <= 0 else ()):
+        if name != split:
+            start = len(stage)
+            convert_stream(_columns(records, columns), conversion.format, args.on_bad_rows, report, into=stage)
+            held_out.setdefault(name, []).extend(range(start, len(stage)))
+    dropped = [c for c in present if c not in set(columns)] if isinstance(columns, list) else []
+    return _Part(entry, conversion.format, conversion.read, rows, dropped)
+
+
+def _check_kept(columns, present: dict, where: str, split: str) -> None:
+    """A keep-list names only columns the split has (seen in every record as it was read)."""
+    missing = [c for c in columns if c not in present] if isinstance(columns, list) and columns else []
     if missing:
         raise InstructkitError(f"{where}: columns names {', '.join(map(repr, missing))}, which split {split!r} does "
                                f"not have (it has: {', '.join(present)}).",
                                fix="list only columns the data has (columns: keeps exactly those), or leave columns "
                                    "out to keep them all.")
-    return (_columns(records, columns), [c for c in present if c not in set(columns)],
-            {name: _columns(rows, columns) for name, rows in others.items()})
 
 
-def _columns(records: list[Record], columns) -> list[Record]:
-    """`columns` as a mapping renames, as a list keeps exactly those, absent keeps all."""
-    if not columns:
-        return records
-    if isinstance(columns, dict):
-        return [Record(r.source, r.row, {columns.get(k, k): v for k, v in r.data.items()}) for r in records]
-    keep = set(columns)
-    return [Record(r.source, r.row, {k: v for k, v in r.data.items() if k in keep}) for r in records]
+def _columns(records: Iterable[Record], columns, present: dict | None = None) -> Iterator[Record]:
+    """`columns` as a mapping renames, as a list keeps exactly those, absent keeps all; `present` collects the
+    columns the records had."""
+    keep = set(columns) if isinstance(columns, list) else None
+    for r in records:
+        if present is not None and keep:
+            present.update(dict.fromkeys(map(str, r.data)))
+        if not columns:
+            yield r
+        elif keep is None:
+            yield Record(r.source, r.row, {columns.get(k, k): v for k, v in r.data.items()})
+        else:
+            yield Record(r.source, r.row, {k: v for k, v in r.data.items() if k in keep})
 
 
 def _fraction_counts(entries: list[tuple[float | None, int]]) -> list[int | None]:
@@ -141,7 +170,7 @@ def _check_mixed(report: DataReport, kind: DataKind) -> None:
                                                          "data sets for the SFT recipes.")
 
 
-def _weighted(rows: list[dict], weight: float, rng: random.Random) -> list[dict]:
+def _weighted(rows: list[int], weight: float, rng: random.Random) -> list[int]:
     """Every row floor(weight) times, plus a seeded sample of the fractional part: round(weight * len(rows)) rows."""
     whole, frac = int(weight), weight - int(weight)
     extra = rng.sample(range(len(rows)), round(frac * len(rows))) if rows else []

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from instructkit.errors import InstructkitError
 
 
-def split_by_size(rows: list[dict], size: float, seed: int, where: str = "the data") -> tuple[list[dict], list[dict]]:
-    """A seeded held-out split: `size` < 1 is a fraction of the rows, >= 1 a row count (which must leave rows to
-    train on: a count as large as the data is refused, not cut down)."""
+def split_by_size(rows: Sequence, size: float, seed: int, where: str = "the data") -> tuple[list, list]:
+    """A seeded held-out split of `rows` (rows, or the indices of staged rows: the same seed holds out the same
+    positions): `size` < 1 is a fraction of the rows, >= 1 a row count (which must leave rows to train on: a count as
+    large as the data is refused, not cut down)."""
     if size >= 1 and int(size) >= len(rows):
         raise InstructkitError(f"test_split_size {size:g} holds out {int(size)} rows, but {where} has {len(rows)} "
                                "training rows after validation, which would leave none to train on.",
                                fix=f"set test_split_size to a count below {len(rows)} or a share below 1 "
                                    "(0.05 = 5 % of the rows), e.g. --test_split_size 0.05.")
     if len(rows) < 2:
-        return rows, []
+        return list(rows), []
     n_test = int(round(len(rows) * size)) if size < 1 else int(size)
     n_test = max(1, min(n_test, len(rows) - 1))
     order = list(range(len(rows)))
