@@ -15,7 +15,7 @@ from pathlib import Path
 from instructkit.errors import user_errors
 from instructkit.modeling.adapters import adapters_to_compute_dtype, lora_config
 from instructkit.modeling.loading import load_model, load_tokenizer
-from instructkit.modeling.quantization import qlora_config
+from instructkit.modeling.quantization import frozen_embeddings_to_bf16, qlora_config
 from instructkit.training.dpo import DPORun, load_preference_data, parse_dpo_config, reference_model
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "dpo.yaml"
@@ -42,6 +42,7 @@ def main(argv=None):
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=run.config.training, processing_class=tokenizer,
                          peft_config=peft_config, train_dataset=run.train_dataset, eval_dataset=run.eval_dataset)
     adapters_to_compute_dtype(trainer.model, quantization)
+    frozen_embeddings_to_bf16(trainer.model, quantization)  # fp32 CPU runs: the largest layer NF4 leaves
     run.prepare(trainer)
 
     # Train, measured before and after (held-out exact match; reward accuracy after), then save

@@ -124,3 +124,84 @@ print(json.dumps({"held": held, "trimmed": release_freed_memory(), "after": rss(
     found = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert found["trimmed"] is True
     assert found["held"] - found["after"] > 250, found  # the 312 MB the heap held are returned
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_fixed_mmap_threshold_returns_what_each_step_frees(fixed):
+    """With glibc's defaults, buffers freed after a large free stay in the heap (a 4-bit run's dequantized weights,
+    every step); `return_large_frees`, called before a 4-bit load on CPU, makes them go back when the model's
+    layers are large (not for toy models, whose steps it would only slow down). Fresh processes."""
+    import os
+    import subprocess
+    import sys
+
+    probe = """
+import ctypes, ctypes.util, json, sys, tempfile
+from instructkit.modeling.quantization import return_large_frees
+from transformers import LlamaConfig
+def model(n):
+    folder = tempfile.mkdtemp()
+    LlamaConfig(hidden_size=n, intermediate_size=4 * n).save_pretrained(folder)
+    return folder
+toy = return_large_frees(model(256))          # 1 MB layers: left alone
+fixed = return_large_frees(model(896)) if sys.argv[1] == "1" else False   # 12 MB: the threshold is fixed
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+libc.free(libc.malloc(30 << 20))           # a large free: glibc's default threshold rises to 30 MB
+start = rss()
+blocks = [libc.malloc(8 << 20) for _ in range(20)]
+for b in blocks:
+    ctypes.memset(b, 1, 8 << 20)
+for b in blocks[:-1]:  # the last stays in use above them
+    libc.free(b)
+print(json.dumps({"toy": toy, "fixed": fixed, "kept": rss() - start}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    out = subprocess.run([sys.executable, "-c", probe, "1" if fixed else "0"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert found["toy"] is False and found["fixed"] is fixed
+    assert (found["kept"] < 20) if fixed else (found["kept"] > 140), found  # 8 MB in use; 152 MB freed
+    kept = subprocess.run([sys.executable, "-c", probe, "1"], capture_output=True, text=True, timeout=120,
+                          env={**env, "MALLOC_MMAP_THRESHOLD_": "33554432"})
+    assert __import__("json").loads(kept.stdout.strip().splitlines()[-1])["fixed"] is False  # the user's setting
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_frozen_embeddings_stored_in_bf16_compute_what_fp32_computed(tmp_path, tied):
+    """A QLoRA run's frozen embedding and LM head from a bf16 checkpoint are kept in bf16 and computed in fp32: the
+    same loss, gradients and generated tokens as the fp32 copy, through the model's forward and TRL's fused head."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from trl.trainer.utils import add_fused_lm_head
+
+    from instructkit.modeling.quantization import frozen_embeddings_to_bf16
+
+    tok = make_tokenizer()
+    tiny_model(tok, tied=tied).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    fp32, stored = (AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype=torch.float32) for _ in range(2))
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32)
+    for model in (fp32, stored):
+        model.requires_grad_(False)
+        model.model.norm.weight.requires_grad_(True)  # stands in for the adapters
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    embedding_mb = fp32.model.embed_tokens.weight.numel() * (1 if tied else 2) * 2 / 2**20
+    assert frozen_embeddings_to_bf16(stored, quantization) == pytest.approx(embedding_mb)
+    assert stored.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert (stored.get_output_embeddings().weight is stored.get_input_embeddings().weight) is tied
+    ids = tok(["cat backwards is tac. 3 plus 4 is 7."], return_tensors="pt")["input_ids"]
+    results = []
+    for model in (fp32, stored):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        fused = model(input_ids=ids, labels=ids, fused_lm_head=True)
+        generated = model.generate(ids, max_new_tokens=6, do_sample=False)
+        results.append((loss.item(), model.model.norm.weight.grad.clone(), fused.log_probs.detach(), generated))
+    (loss0, grad0, logp0, gen0), (loss1, grad1, logp1, gen1) = results
+    assert loss1 == pytest.approx(loss0, rel=1e-6) and torch.allclose(grad1, grad0, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(logp1, logp0, atol=1e-5) and torch.equal(gen1, gen0)
+    assert frozen_embeddings_to_bf16(fp32, None) == 0.0  # not quantized: unchanged

@@ -18,7 +18,12 @@ from instructkit.modeling.files import (
     resolve_model_path,
     torch_dtype,
 )
-from instructkit.modeling.quantization import check_cpu_4bit_shapes, keep_4bit_weights_trainable, release_freed_memory
+from instructkit.modeling.quantization import (
+    check_cpu_4bit_shapes,
+    keep_4bit_weights_trainable,
+    release_freed_memory,
+    return_large_frees,
+)
 
 
 def load_tokenizer(config):
@@ -81,6 +86,8 @@ def load_model(config, tokenizer, quantization_config=None):
         if torch.cuda.is_available() and sharding() is None:
             # quantized weights are placed at load time, one GPU per process; ZeRO-3 / FSDP place shards themselves
             kwargs["device_map"] = {"": PartialState().local_process_index}
+        elif not torch.cuda.is_available():  # before loading: load-time and each step's dequantized weights
+            return_large_frees(name)          # would pile up in glibc's heap
     model = from_pretrained(AutoModelForCausalLM.from_pretrained, name, "model", **kwargs)
     if quantization_config is not None:
         release_freed_memory()  # the load-time buffers of quantization, kept by glibc otherwise
