@@ -22,6 +22,12 @@ def test_list_shows_every_recipe_with_its_command():
     assert "8 GPUs x 80 GB (deepspeed_zero3.yaml)" in per_model and "--num_processes 8 recipes/dpo.py" in per_model
 
 
+def test_list_piped_into_a_reader_that_stops_ends_quietly():
+    """`instructkit list | head -3`: the closed pipe ends the command without a traceback."""
+    out = subprocess.run(f"'{CLI}' list | head -3", shell=True, capture_output=True, text=True, check=True)
+    assert len(out.stdout.splitlines()) == 3 and "Traceback" not in out.stderr and not out.stderr.strip()
+
+
 def test_embedded_reports_the_cached_build(embedded):
     out = subprocess.run([CLI, "embedded", "--json"], capture_output=True, text=True, check=True).stdout
     info = json.loads(out)

@@ -60,9 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     args, args.overrides = parser.parse_known_args(argv)  # recipe overrides, checked by the recipe parser
     if args.overrides and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(args.overrides)}")
-    with user_errors():
-        check_ranges(args)
-        args.func(args)
+    try:
+        with user_errors():
+            check_ranges(args)
+            args.func(args)
+    except BrokenPipeError:  # the reader went away (`instructkit list | head`): stop quietly, as Unix tools do
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        sys.exit(141)  # 128 + SIGPIPE
 
 
 def check_ranges(args) -> None:
