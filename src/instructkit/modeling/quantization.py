@@ -22,9 +22,9 @@ LARGE_DEQUANTIZED_MB = 4.0  # below this per layer (toy models) the heap's growt
 
 def return_large_frees(name: str) -> bool:
     """Before a 4-bit load of model `name` whose layers dequantize to large buffers (>= 4 MB by its config: any real
-    model), make glibc serve blocks
-    of 64 KB and more with their own mmap for the rest of the process (`mallopt`, what `MALLOC_MMAP_THRESHOLD_=65536`
-    in the environment does), so that what each step frees goes back to the system; True if set.
+    model), make glibc serve blocks of 64 KB and more with their own mmap for the rest of the process (`mallopt`,
+    what `MALLOC_MMAP_THRESHOLD_=65536` in the environment does), so that what each step frees goes back to the
+    system; True if set.
 
     A 4-bit run on CPU dequantizes every linear layer's weight in every forward and backward pass; with glibc's
     defaults (a threshold that rises after large frees) those buffers come from the heap, which fragments and grows
@@ -39,9 +39,9 @@ def return_large_frees(name: str) -> bool:
     largest = _largest_linear_mb(name)
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or largest < LARGE_DEQUANTIZED_MB:
         return False
-    name = ctypes.util.find_library("c")
+    libc = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        mallopt = ctypes.CDLL(libc).mallopt if libc else None
     except (OSError, AttributeError):
         return False
     if not (mallopt and mallopt(-3, MMAP_THRESHOLD)):  # -3: M_MMAP_THRESHOLD
@@ -57,7 +57,7 @@ def _largest_linear_mb(name: str) -> float:
 
     try:
         config = AutoConfig.from_pretrained(name).get_text_config()
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):  # no config.json, or a model type this transformers does not know
         return 0.0
     hidden = getattr(config, "hidden_size", 0) or 0
     return hidden * (getattr(config, "intermediate_size", None) or 4 * hidden) * 4 / 2**20
@@ -166,7 +166,7 @@ def _checkpoint_dtype(model):
 
     try:
         return AutoConfig.from_pretrained(model.name_or_path).dtype
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError):
         return None
 
 
