@@ -297,23 +297,23 @@ def _split_conversations(data: dict, prompt: list[dict]) -> dict:
 
 
 class Conversion(NamedTuple):
-    """A stream's format, the rows it converted into (a list, or a `data.staging.Stage`), and how many it read."""
+    """A stream's format, the indices of the rows it converted into the stage, and how many records it read."""
 
     format: str
-    rows: object
+    rows: range
     read: int
 
 
-def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport, exclude=None, check=None,
-                   into=None, after_read=None) -> Conversion:
-    """The rows of a stream of records, read once, converted and validated into `into` (a new list when None): the
-    format is detected as the rows pass (`requested` 'auto'); the run stops with a row-level report, or bad rows are
+def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport, stage, exclude=None, check=None,
+                   after_read=None) -> Conversion:
+    """The rows of a stream of records, read once, converted, validated and appended to `stage` (a
+    `data.staging.Stage`): the format is detected as the rows pass (`requested` 'auto'); the run stops with a row-level report, or bad rows are
     skipped and counted. What is kept of a bad row is its file, number and problem, not the row. `exclude`: a
     callable on each valid record saying to leave it out (decontamination: `evaluation.decontamination.RowScreen`),
     listed in `report.excluded` as file:row. `after_read()` runs when the stream is read, before the format is
     decided (e.g. a mixture entry's columns); `check(format, first file)` once it is decided, before the bad rows are
     reported (e.g. the recipe's data kind)."""
-    tally, pending, out = FormatTally(), [], _Converted(report, exclude, [] if into is None else into)
+    tally, pending, out, start = FormatTally(), [], _Converted(report, exclude, stage), len(stage)
     fmt = None if requested == "auto" else requested
     for rec in records:
         found = tally.add(rec)
@@ -333,11 +333,12 @@ def convert_stream(records, requested: str, on_bad_rows: str, report: DataReport
         check(fmt, tally.first_source)
     if out.bad and on_bad_rows != "skip":
         raise out.problems(fmt, tally.seen)
-    return Conversion(fmt, out.rows, tally.seen)
+    return Conversion(fmt, range(start, len(stage)), tally.seen)
 
 
 class _Converted:
-    """The converted rows of a stream; the number of bad ones, and the file, number and problem of the first."""
+    """The converted rows of a stream, into the stage; the number of bad ones, and the file, number and problem of
+    the first."""
 
     def __init__(self, report: DataReport, exclude, rows):
         self.report, self.exclude, self.rows, self.bad, self.shown = report, exclude, rows, 0, []

@@ -72,14 +72,12 @@ def load_data(args, seed: int, kind: DataKind, exclude=None) -> TrainingData:
                                                         "detection is wrong).")
 
     with Stage(cache_folder()) as stage:
-        report.format = convert_stream(splits[train_name], args.dataset_format, args.on_bad_rows, report, exclude,
-                                       check_kind, into=stage).format
-        converted = {train_name: range(len(stage))}
-        for name, records in splits.items():
-            if name != train_name:
-                start = len(stage)
-                convert_stream(records, report.format, args.on_bad_rows, report, into=stage)
-                converted[name] = range(start, len(stage))
+        train = convert_stream(splits[train_name], args.dataset_format, args.on_bad_rows, report, stage, exclude,
+                               check_kind)
+        report.format = train.format
+        converted = {name: train.rows if name == train_name else
+                     convert_stream(records, report.format, args.on_bad_rows, report, stage).rows
+                     for name, records in splits.items()}
         check_rows_left(converted[train_name], report, f"dataset {args.dataset_name}", f"split {train_name!r}")
         return TrainingData(*to_datasets(stage, _held_out(converted, args, seed), report))
 

@@ -105,18 +105,15 @@ def _entry_rows(entry: dict, where: str, args, kind: DataKind, report: DataRepor
         raise InstructkitError(f"{where}: {entry['path']} has no split {split!r} (it has: {', '.join(splits)}).",
                                fix="set split to one of those.")
     present: dict[str, None] = {}
-    start = len(stage)
     conversion = convert_stream(_columns(splits[split], columns, present), entry.get("format", "auto"),
-                                args.on_bad_rows, report, exclude, into=stage,
+                                args.on_bad_rows, report, stage, exclude,
                                 after_read=lambda: _check_kept(columns, present, where, split))
-    rows = list(range(start, len(stage)))
     for name, records in (splits.items() if args.test_split_size <= 0 else ()):
         if name != split:
-            start = len(stage)
-            convert_stream(_columns(records, columns), conversion.format, args.on_bad_rows, report, into=stage)
-            held_out.setdefault(name, []).extend(range(start, len(stage)))
+            held_out.setdefault(name, []).extend(
+                convert_stream(_columns(records, columns), conversion.format, args.on_bad_rows, report, stage).rows)
     dropped = [c for c in present if c not in set(columns)] if isinstance(columns, list) else []
-    return _Part(entry, conversion.format, conversion.read, rows, dropped)
+    return _Part(entry, conversion.format, conversion.read, list(conversion.rows), dropped)
 
 
 def _check_kept(columns, present: dict, where: str, split: str) -> None:

@@ -32,18 +32,12 @@ def return_large_frees(name: str) -> bool:
     1,140-1,145 MB, peak 1,262 MB, with the threshold fixed). Each dequantized weight is then a fresh mapping, so
     steps are slower (1.5 -> 2.8 s there; benchmarks/RESULTS.md §2, s/step). Left alone when MALLOC_MMAP_THRESHOLD_
     is set (the user's choice, e.g. 33554432 to trade memory for speed). No-op where there is no glibc."""
-    import ctypes
-    import ctypes.util
     import os
 
     largest = _largest_linear_mb(name)
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or largest < LARGE_DEQUANTIZED_MB:
         return False
-    libc = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(libc).mallopt if libc else None
-    except (OSError, AttributeError):
-        return False
+    mallopt = _glibc("mallopt")
     if not (mallopt and mallopt(-3, MMAP_THRESHOLD)):  # -3: M_MMAP_THRESHOLD
         return False
     log(f"model: 4-bit layers dequantize to up to {largest:,.0f} MB each step: freed blocks of 64 KB and more go "
@@ -53,12 +47,10 @@ def return_large_frees(name: str) -> bool:
 
 def _largest_linear_mb(name: str) -> float:
     """The fp32 size of the model's largest MLP weight (hidden x intermediate), from its config; 0 if unknown."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(name).get_text_config()
-    except (OSError, ValueError, KeyError):  # no config.json, or a model type this transformers does not know
+    config = _saved_config(name)
+    if config is None:
         return 0.0
+    config = config.get_text_config()
     hidden = getattr(config, "hidden_size", 0) or 0
     return hidden * (getattr(config, "intermediate_size", None) or 4 * hidden) * 4 / 2**20
 
@@ -72,15 +64,20 @@ def release_freed_memory() -> bool:
     changing how training allocates (a fixed `MALLOC_MMAP_THRESHOLD_` does too, but makes every step's dequantized
     weights a fresh mmap: 40-50 % slower steps, measured). At the Qwen2.5-0.5B shape: -103 MB while training,
     -108 MB process peak (2,066 / 2,309 MB). No-op where there is no glibc."""
+    trim = _glibc("malloc_trim")
+    return bool(trim and trim(0))
+
+
+def _glibc(function: str):
+    """A function of the C library if it is glibc's (musl and macOS have no malloc_trim / these mallopt options)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
-        return False
-    return bool(trim and trim(0))
+        return getattr(ctypes.CDLL(name), function) if name else None
+    except (OSError, AttributeError):
+        return None
 
 
 def keep_4bit_weights_trainable(model) -> int:
@@ -162,11 +159,17 @@ def _smaller_fused_head_blocks(hidden_size: int, block_mb: float = 16.0) -> None
 
 def _checkpoint_dtype(model):
     """The dtype the model's checkpoint stores (its config.json; the loaded config says the dtype loaded in)."""
+    config = _saved_config(model.name_or_path)
+    return None if config is None else config.dtype
+
+
+def _saved_config(name: str):
+    """The model's config as saved (config.json), or None where there is none it can read."""
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model.name_or_path).dtype
-    except (OSError, ValueError, KeyError):
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError):  # no config.json, or a model type this transformers does not know
         return None
 
 
